@@ -1,0 +1,145 @@
+package distributor
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"golang.org/x/sync/semaphore"
+)
+
+// claimState tracks one partition claim's in-flight records and moves its
+// commit mark as the sink acknowledges them. Safe for concurrent use.
+type claimState struct {
+	d         *Distributor
+	sess      sarama.ConsumerGroupSession
+	claim     sarama.ConsumerGroupClaim
+	topic     string
+	partition int32
+	slots     *semaphore.Weighted // caps the window (distributor.max_partition_in_flight)
+
+	mu      sync.Mutex
+	w       *window
+	fenced  bool
+	start   int64 // first offset read, -1 before
+	changed chan struct{}
+}
+
+func newClaimState(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, maxInFlight int64, d *Distributor) *claimState {
+	return &claimState{d: d, sess: sess, claim: claim, topic: claim.Topic(), partition: claim.Partition(),
+		slots: semaphore.NewWeighted(maxInFlight), w: newWindow(), start: -1, changed: make(chan struct{}, 1)}
+}
+
+// acquire blocks until the partition's window has room.
+func (cs *claimState) acquire(ctx context.Context) error { return cs.slots.Acquire(ctx, 1) }
+
+// received notes that off was fetched, for lag before anything is acked.
+func (cs *claimState) received(off int64) {
+	cs.mu.Lock()
+	if cs.start < 0 {
+		cs.start = off
+	}
+	cs.mu.Unlock()
+}
+
+// add records that off was parked and now awaits its acknowledgement.
+func (cs *claimState) add(off int64) {
+	cs.mu.Lock()
+	cs.w.add(off)
+	cs.mu.Unlock()
+}
+
+// ack records the sink's outcome for off and marks the new commit offset.
+// After fence it only counts the acknowledgement as fenced.
+func (cs *claimState) ack(off int64, err error) {
+	cs.mu.Lock()
+	if cs.fenced {
+		cs.mu.Unlock()
+		cs.d.fenced.Inc(1)
+		return
+	}
+	before := cs.w.inFlight()
+	next, moved, _ := cs.w.ack(off, err == nil)
+	freed := before - cs.w.inFlight()
+	if moved {
+		cs.sess.MarkOffset(cs.topic, cs.partition, next, "")
+	}
+	cs.mu.Unlock()
+	if freed > 0 {
+		cs.slots.Release(int64(freed))
+	}
+	if err != nil {
+		cs.d.log.WithError(err).WithField("topic", cs.topic).WithField("partition", cs.partition).
+			WithField("offset", off).Error("record not accepted by the sink; its offset will not be committed")
+	}
+	select {
+	case cs.changed <- struct{}{}:
+	default:
+	}
+}
+
+// inFlight returns the records read and not yet passed by the watermark.
+func (cs *claimState) inFlight() int {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return cs.w.inFlight()
+}
+
+// drain waits until every record read is acknowledged (true), or timeout
+// passes, a record failed, or hard closes (false).
+func (cs *claimState) drain(timeout time.Duration, hard <-chan struct{}) bool {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		cs.mu.Lock()
+		n, failed := cs.w.inFlight(), cs.w.failed
+		cs.mu.Unlock()
+		if n == 0 {
+			return true
+		}
+		if failed > 0 {
+			return false
+		}
+		select {
+		case <-cs.changed:
+		case <-t.C:
+			return false
+		case <-hard:
+			return false
+		}
+	}
+}
+
+// fence stops the claim from marking offsets: acknowledgements that arrive
+// later belong to records that will be redelivered.
+func (cs *claimState) fence() {
+	cs.mu.Lock()
+	cs.fenced = true
+	cs.mu.Unlock()
+}
+
+func (cs *claimState) isFenced() bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return cs.fenced
+}
+
+// lag is the number of records between the commit watermark and the
+// partition's high-water mark.
+func (cs *claimState) lag() int64 {
+	hwm := cs.claim.HighWaterMarkOffset()
+	cs.mu.Lock()
+	pos := cs.w.next
+	if pos < 0 {
+		pos = cs.start
+	}
+	if pos < 0 {
+		pos = cs.claim.InitialOffset()
+	}
+	cs.mu.Unlock()
+	if pos < 0 || hwm < pos {
+		return 0
+	}
+	return hwm - pos
+}

@@ -1,0 +1,121 @@
+package distributor
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// Config is the "distributor" section of config.yaml.
+type Config struct {
+	// Group is the Kafka consumer group. Default "bend".
+	Group string `mapstructure:"group"`
+	// Assignor is the partition assignment strategy: cooperative-sticky,
+	// sticky, range or roundrobin. Default cooperative-sticky.
+	Assignor string `mapstructure:"assignor"`
+	// InitialOffset is where a group with no committed offset starts:
+	// oldest or newest. Default oldest.
+	InitialOffset string `mapstructure:"initial_offset"`
+	// Delay is how long an activity is parked while its enrichments are
+	// computed; with delayqueue.early_release it leaves as soon as they are
+	// all done. Default 2s.
+	Delay time.Duration `mapstructure:"delay"`
+	// Emitters is the number of goroutines taking finished activities from
+	// the delay queue and handing them to the sink. Default 2.
+	Emitters int `mapstructure:"emitters"`
+	// FetchBuffer is the number of fetched records buffered per partition
+	// (sarama's Consumer.ChannelBufferSize). Default 256.
+	FetchBuffer int `mapstructure:"fetch_buffer"`
+	// MaxPartitionInFlight caps records read from one partition and not yet
+	// passed by its commit watermark. Default 10000.
+	MaxPartitionInFlight int64 `mapstructure:"max_partition_in_flight"`
+	// DrainTimeout bounds the wait for a revoked or stopping partition's
+	// records to be acknowledged before its offsets are committed. Records
+	// not acknowledged by then are redelivered later. Default 10s.
+	DrainTimeout time.Duration `mapstructure:"drain_timeout"`
+	// CommitInterval is how often marked offsets are committed. Default 1s.
+	CommitInterval time.Duration `mapstructure:"commit_interval"`
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{
+		Group:                "bend",
+		Assignor:             sarama.CooperativeStickyBalanceStrategyName,
+		InitialOffset:        "oldest",
+		Delay:                2 * time.Second,
+		Emitters:             2,
+		FetchBuffer:          256,
+		MaxPartitionInFlight: 10000,
+		DrainTimeout:         10 * time.Second,
+		CommitInterval:       time.Second,
+	}
+}
+
+// Validate reports every invalid field by its config.yaml key.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Group == "" {
+		errs = append(errs, errors.New("distributor.group: must not be empty"))
+	}
+	if _, err := strategy(c.Assignor); err != nil {
+		errs = append(errs, fmt.Errorf("distributor.assignor: %w", err))
+	}
+	if c.InitialOffset != "oldest" && c.InitialOffset != "newest" {
+		errs = append(errs, fmt.Errorf("distributor.initial_offset: want oldest or newest, got %q", c.InitialOffset))
+	}
+	if c.Delay <= 0 {
+		errs = append(errs, errors.New("distributor.delay: must be positive"))
+	}
+	if c.Emitters < 1 {
+		errs = append(errs, fmt.Errorf("distributor.emitters: must be at least 1, got %d", c.Emitters))
+	}
+	if c.FetchBuffer < 1 {
+		errs = append(errs, fmt.Errorf("distributor.fetch_buffer: must be at least 1, got %d", c.FetchBuffer))
+	}
+	if c.MaxPartitionInFlight < 1 {
+		errs = append(errs, fmt.Errorf("distributor.max_partition_in_flight: must be at least 1, got %d", c.MaxPartitionInFlight))
+	}
+	if c.DrainTimeout <= 0 {
+		errs = append(errs, errors.New("distributor.drain_timeout: must be positive"))
+	}
+	if c.CommitInterval <= 0 {
+		errs = append(errs, errors.New("distributor.commit_interval: must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+func strategy(name string) (sarama.BalanceStrategy, error) {
+	switch name {
+	case sarama.CooperativeStickyBalanceStrategyName:
+		return sarama.NewBalanceStrategyCooperativeSticky(), nil
+	case sarama.StickyBalanceStrategyName:
+		return sarama.NewBalanceStrategySticky(), nil
+	case sarama.RangeBalanceStrategyName:
+		return sarama.NewBalanceStrategyRange(), nil
+	case sarama.RoundRobinBalanceStrategyName:
+		return sarama.NewBalanceStrategyRoundRobin(), nil
+	}
+	return nil, fmt.Errorf("unknown assignor %q (want cooperative-sticky, sticky, range or roundrobin)", name)
+}
+
+// consumerConfig applies the distributor's consumer settings to a copy of sc.
+func (c Config) consumerConfig(sc *sarama.Config) *sarama.Config {
+	cc := *sc
+	s, _ := strategy(c.Assignor)
+	cc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{s}
+	cc.Consumer.Offsets.Initial = sarama.OffsetOldest
+	if c.InitialOffset == "newest" {
+		cc.Consumer.Offsets.Initial = sarama.OffsetNewest
+	}
+	cc.Consumer.Offsets.AutoCommit.Enable = true
+	cc.Consumer.Offsets.AutoCommit.Interval = c.CommitInterval
+	cc.ChannelBufferSize = c.FetchBuffer
+	cc.Consumer.Return.Errors = true
+	// A revoked partition may take DrainTimeout to drain; the group must
+	// wait at least that long for this member.
+	cc.Consumer.Group.Rebalance.Timeout = max(cc.Consumer.Group.Rebalance.Timeout, c.DrainTimeout+5*time.Second)
+	return &cc
+}

@@ -1,0 +1,151 @@
+// Package enrich computes enrichments: the per-activity results (language,
+// unwound links, lookups) that the distributor waits for while the activity
+// is parked in the delay queue.
+//
+// Work flows as tasks on one bounded Queue. Workers pull a task when they are
+// free, so any worker can serve any partition's activity and a hot key never
+// leaves workers idle. Each task carries its own Report callback; the
+// distributor rejoins results with the parked activity through it.
+//
+// Metrics (go-metrics names, per enricher NAME):
+//
+//	enrich.NAME.latency   timer of successful attempts
+//	enrich.NAME.errors    counter of failed attempts (timeouts included)
+//	enrich.NAME.timeouts  counter of attempts that hit the timeout
+//	enrich.busy           gauge of workers running an enricher
+package enrich
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/bendstream/bend/internal/activity"
+)
+
+// Enricher computes one enrichment of an activity. Enrich must honour ctx,
+// which carries the per-attempt timeout, and must be safe for concurrent use.
+type Enricher interface {
+	Enrich(ctx context.Context, a *activity.Fields) (json.RawMessage, error)
+}
+
+// EnricherFunc adapts a function to Enricher.
+type EnricherFunc func(ctx context.Context, a *activity.Fields) (json.RawMessage, error)
+
+// Enrich calls f.
+func (f EnricherFunc) Enrich(ctx context.Context, a *activity.Fields) (json.RawMessage, error) {
+	return f(ctx, a)
+}
+
+// Spec is one entry of the "enrich.enrichers" list in config.yaml.
+type Spec struct {
+	// Name is the key of this enrichment under "enrichments" in the emitted
+	// event. Required, unique.
+	Name string `mapstructure:"name"`
+	// Type selects the implementation: "stats" (word/link/hashtag counts) or
+	// "noop". Default: Name.
+	Type string `mapstructure:"type"`
+	// Required enrichments are retried until they succeed or MaxAttempts is
+	// used up, and then the activity is dead-lettered; the activity is held
+	// past its delay until then. Optional ones are emitted at the deadline
+	// marked missing. Default false.
+	Required bool `mapstructure:"required"`
+	// Timeout bounds one attempt. Default 1s.
+	Timeout time.Duration `mapstructure:"timeout"`
+	// MaxAttempts bounds attempts of a required enrichment (optional ones
+	// are tried while their activity is parked, up to this many times). Default 3.
+	MaxAttempts int `mapstructure:"max_attempts"`
+	// Backoff is the wait before the second attempt; it doubles each retry, capped at 10s. Default 100ms.
+	Backoff time.Duration `mapstructure:"backoff"`
+}
+
+// withDefaults fills zero fields with their documented defaults.
+func (s Spec) withDefaults() Spec {
+	if s.Type == "" {
+		s.Type = s.Name
+	}
+	if s.Timeout == 0 {
+		s.Timeout = time.Second
+	}
+	if s.MaxAttempts == 0 {
+		s.MaxAttempts = 3
+	}
+	if s.Backoff == 0 {
+		s.Backoff = 100 * time.Millisecond
+	}
+	return s
+}
+
+// Config is the "enrich" section of config.yaml.
+type Config struct {
+	// Workers is the number of in-process workers pulling tasks. Default 4.
+	Workers int `mapstructure:"workers"`
+	// QueueSize bounds the task queue shared by all workers. Default 1024.
+	QueueSize int `mapstructure:"queue_size"`
+	// Enrichers lists the enrichments computed for every activity, in the
+	// order they appear in the emitted event. Default: one optional "stats".
+	Enrichers []Spec `mapstructure:"enrichers"`
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{Workers: 4, QueueSize: 1024, Enrichers: []Spec{{Name: "stats", Type: "stats", Timeout: time.Second, MaxAttempts: 3, Backoff: 100 * time.Millisecond}}}
+}
+
+// Validate reports every invalid field by its config.yaml key.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Workers < 0 {
+		errs = append(errs, fmt.Errorf("enrich.workers: must not be negative, got %d", c.Workers))
+	}
+	if c.QueueSize < 1 {
+		errs = append(errs, fmt.Errorf("enrich.queue_size: must be at least 1, got %d", c.QueueSize))
+	}
+	seen := map[string]bool{}
+	for i, s := range c.Enrichers {
+		key := fmt.Sprintf("enrich.enrichers[%d]", i)
+		s = s.withDefaults()
+		if s.Name == "" {
+			errs = append(errs, fmt.Errorf("%s.name: must not be empty", key))
+		} else if seen[s.Name] {
+			errs = append(errs, fmt.Errorf("%s.name: %q is used twice", key, s.Name))
+		}
+		seen[s.Name] = true
+		if _, ok := builtins[s.Type]; !ok {
+			errs = append(errs, fmt.Errorf("%s.type: unknown enricher type %q (have %s)", key, s.Type, strings.Join(builtinNames(), ", ")))
+		}
+		if s.Timeout < 0 {
+			errs = append(errs, fmt.Errorf("%s.timeout: must not be negative", key))
+		}
+		if s.MaxAttempts < 0 {
+			errs = append(errs, fmt.Errorf("%s.max_attempts: must not be negative", key))
+		}
+		if s.Backoff < 0 {
+			errs = append(errs, fmt.Errorf("%s.backoff: must not be negative", key))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Resolved is an enricher ready to run, with its spec's defaults applied.
+type Resolved struct {
+	Spec
+	Enricher
+}
+
+// Build resolves every configured enricher. Call Validate first.
+func (c Config) Build() ([]Resolved, error) {
+	out := make([]Resolved, 0, len(c.Enrichers))
+	for _, s := range c.Enrichers {
+		s = s.withDefaults()
+		mk, ok := builtins[s.Type]
+		if !ok {
+			return nil, fmt.Errorf("enricher %s: unknown type %q", s.Name, s.Type)
+		}
+		out = append(out, Resolved{Spec: s, Enricher: mk()})
+	}
+	return out, nil
+}

@@ -1,0 +1,95 @@
+// Package activity is bend's event model: the few fields of a social-media
+// activity that bend's stages read, and the byte-level helpers that carry the
+// rest of the event through untouched.
+//
+// bend never re-encodes an event it did not build. Stages decode only the
+// fields they need (Fields) and the distributor splices the enrichments into
+// the original bytes (WithEnrichments), so unknown fields survive verbatim.
+package activity
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Activity is a synthetic or received social-media activity as bend writes it.
+// Received events may carry any other fields; only ID is required.
+type Activity struct {
+	ID        string    `json:"id"`
+	Seq       uint64    `json:"seq,omitempty"`
+	Verb      string    `json:"verb,omitempty"`
+	Author    Author    `json:"author"`
+	Text      string    `json:"text,omitempty"`
+	Links     []string  `json:"links,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Author is the actor of an activity.
+type Author struct {
+	ID        string `json:"id"`
+	Handle    string `json:"handle,omitempty"`
+	Followers int    `json:"followers,omitempty"`
+}
+
+// Fields are the parts of an event that bend's enrichers read. Decoding into
+// Fields skips every other field of the event.
+type Fields struct {
+	ID     string   `json:"id"`
+	Text   string   `json:"text"`
+	Links  []string `json:"links"`
+	Author struct {
+		ID string `json:"id"`
+	} `json:"author"`
+}
+
+// Errors returned by Parse. Callers branch on them to pick a dead-letter reason.
+var (
+	// ErrNotObject means the event is not a JSON object.
+	ErrNotObject = errors.New("event is not a JSON object")
+	// ErrMissingID means the event has no non-empty string "id".
+	ErrMissingID = errors.New(`event has no "id"`)
+)
+
+// Parse decodes the fields bend reads from one JSON event. It returns an error
+// that wraps ErrNotObject, ErrMissingID or the JSON decoder's error.
+func Parse(raw []byte) (Fields, error) {
+	var f Fields
+	b := bytes.TrimSpace(raw)
+	if len(b) == 0 || b[0] != '{' {
+		return f, ErrNotObject
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		return f, fmt.Errorf("decoding event: %w", err)
+	}
+	if f.ID == "" {
+		return f, ErrMissingID
+	}
+	return f, nil
+}
+
+// WithEnrichments returns raw, a JSON object, with `"enrichments":enr` added
+// as its last member. raw must be a valid JSON object (as checked by Parse);
+// enr must be valid JSON. The result is a new slice; raw is not modified.
+// An existing "enrichments" member in raw is left in place, and the added one
+// follows it, so decoders that keep the last duplicate see bend's.
+func WithEnrichments(raw, enr []byte) []byte {
+	b := bytes.TrimSpace(raw)
+	end := bytes.LastIndexByte(b, '}')
+	if end < 0 {
+		return append([]byte(nil), raw...)
+	}
+	body := bytes.TrimSpace(b[1:end])
+	out := make([]byte, 0, len(b)+len(enr)+16)
+	out = append(out, '{')
+	out = append(out, body...)
+	if len(body) > 0 {
+		out = append(out, ',')
+	}
+	out = append(out, `"enrichments":`...)
+	out = append(out, enr...)
+	out = append(out, '}')
+	return out
+}

@@ -1,0 +1,147 @@
+// Package config loads bend's configuration: config.yaml, overridden by
+// BEND_-prefixed environment variables (BEND_DISTRIBUTOR_DELAY=5s sets
+// distributor.delay), over the documented defaults. Unknown keys are errors,
+// and validation reports every bad key at once, by its config path.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/bendstream/bend/delayqueue"
+	"github.com/bendstream/bend/distributor"
+	"github.com/bendstream/bend/enrich"
+	"github.com/bendstream/bend/ingest"
+	"github.com/bendstream/bend/internal/kafka"
+	"github.com/bendstream/bend/sink"
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/viper"
+)
+
+// Config is the whole of config.yaml.
+type Config struct {
+	Kafka       kafka.Config       `mapstructure:"kafka"`
+	Ingest      ingest.Config      `mapstructure:"ingest"`
+	Distributor distributor.Config `mapstructure:"distributor"`
+	DelayQueue  delayqueue.Config  `mapstructure:"delayqueue"`
+	Enrich      enrich.Config      `mapstructure:"enrich"`
+	Sink        sink.Config        `mapstructure:"sink"`
+	Log         Log                `mapstructure:"log"`
+	// Progress is how often `bend run` prints its progress line; 0 turns it off. Default 2s.
+	Progress time.Duration `mapstructure:"progress"`
+	// ShutdownTimeout bounds the drain after SIGINT/SIGTERM before a hard
+	// stop. Default 30s.
+	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
+}
+
+// Log is the "log" section of config.yaml.
+type Log struct {
+	// Level is trace, debug, info, warn or error. Default info.
+	Level string `mapstructure:"level"`
+	// Format is text or json. Default text.
+	Format string `mapstructure:"format"`
+}
+
+// Default returns the documented defaults: the embedded broker, the
+// synthetic firehose, and the Kafka output sink.
+func Default() Config {
+	return Config{
+		Kafka:           kafka.DefaultConfig(),
+		Ingest:          ingest.DefaultConfig(),
+		Distributor:     distributor.DefaultConfig(),
+		DelayQueue:      delayqueue.DefaultConfig(),
+		Enrich:          enrich.DefaultConfig(),
+		Sink:            sink.DefaultConfig(),
+		Log:             Log{Level: "info", Format: "text"},
+		Progress:        2 * time.Second,
+		ShutdownTimeout: 30 * time.Second,
+	}
+}
+
+// Validate reports every invalid key, joined.
+func (c Config) Validate() error {
+	errs := []error{
+		c.Kafka.Validate(), c.Ingest.Validate(), c.Distributor.Validate(),
+		c.DelayQueue.Validate(), c.Enrich.Validate(), c.Sink.Validate(),
+	}
+	if _, err := logrus.ParseLevel(c.Log.Level); err != nil {
+		errs = append(errs, fmt.Errorf("log.level: %w", err))
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		errs = append(errs, fmt.Errorf("log.format: want text or json, got %q", c.Log.Format))
+	}
+	if c.Progress < 0 {
+		errs = append(errs, errors.New("progress: must not be negative"))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("shutdown_timeout: must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// Load reads path (optional: "" reads ./config.yaml if it exists, else only
+// defaults and environment), applies BEND_ environment overrides, and
+// validates. Every problem is reported, each naming its key.
+func Load(path string) (Config, error) {
+	cfg := Default()
+	v := viper.New()
+	// Register every key with its default so environment overrides reach
+	// keys the file does not mention.
+	var defaults map[string]any
+	if err := mapstructure.Decode(cfg, &defaults); err != nil {
+		return cfg, fmt.Errorf("encoding defaults: %w", err)
+	}
+	for k, val := range flatten("", defaults) {
+		v.SetDefault(k, val)
+	}
+	v.SetEnvPrefix("BEND")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	switch {
+	case path != "":
+		v.SetConfigFile(path)
+		if err := v.ReadInConfig(); err != nil {
+			return cfg, fmt.Errorf("reading %s: %w", path, err)
+		}
+	default:
+		if _, err := os.Stat("config.yaml"); err == nil {
+			v.SetConfigFile("config.yaml")
+			if err := v.ReadInConfig(); err != nil {
+				return cfg, fmt.Errorf("reading config.yaml: %w", err)
+			}
+		}
+	}
+	if err := v.UnmarshalExact(&cfg, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
+		mapstructure.StringToTimeDurationHookFunc(),
+		mapstructure.StringToSliceHookFunc(","),
+	))); err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	if len(cfg.Kafka.Brokers) == 0 {
+		cfg.Kafka.Brokers = nil // "brokers: []" and an absent key mean the same
+	}
+	return cfg, cfg.Validate()
+}
+
+// flatten turns nested maps into dotted keys.
+func flatten(prefix string, m map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, v := range m {
+		key := k
+		if prefix != "" {
+			key = prefix + "." + k
+		}
+		if sub, ok := v.(map[string]any); ok && len(sub) > 0 {
+			for sk, sv := range flatten(key, sub) {
+				out[sk] = sv
+			}
+			continue
+		}
+		out[key] = v
+	}
+	return out
+}

@@ -1,0 +1,213 @@
+// Package sink delivers enriched activities to their outputs (a Kafka topic,
+// an NDJSON file, stdout) and dead letters to the dead-letter topic, and
+// acknowledges each record upstream only when every output holds it durably
+// by that output's definition. The acknowledgement is what lets the
+// distributor move the Kafka offset, so a sink never skips a record: it
+// retries with backoff and, while it cannot deliver, lets backpressure stop
+// intake.
+//
+// Metrics:
+//
+//	sink.emitted         meter of records accepted by every output
+//	sink.dead_letters    meter of records written to the dead-letter topic
+//	sink.failed          counter of records nacked (only at a forced stop)
+//	sink.kafka.retries   counter of Kafka produce retries
+//	sink.latency         histogram of ingest-to-emit latency in microseconds
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/bendstream/bend/internal/kafka"
+	metrics "github.com/rcrowley/go-metrics"
+	"github.com/sirupsen/logrus"
+)
+
+// Record is one record to deliver. Ack is called exactly once: nil when every
+// output accepted it, or the error that made an output give up.
+type Record struct {
+	Key, Value []byte
+	// Headers are copied to Kafka outputs.
+	Headers []sarama.RecordHeader
+	// Timestamp is when the activity entered bend (its input record's
+	// timestamp); the ingest-to-emit latency is measured from it.
+	Timestamp time.Time
+	// DeadLetter sends the record to the dead-letter topic only.
+	DeadLetter bool
+	// Ack receives the outcome.
+	Ack func(err error)
+
+	pending atomic.Int32
+	err     atomic.Pointer[error]
+}
+
+// done is called by each output once; the last one acks upstream.
+func (r *Record) done(err error) {
+	if err != nil {
+		r.err.CompareAndSwap(nil, &err)
+	}
+	if r.pending.Add(-1) == 0 {
+		var final error
+		if p := r.err.Load(); p != nil {
+			final = *p
+		}
+		r.Ack(final)
+	}
+}
+
+// Config is the "sink" section of config.yaml.
+type Config struct {
+	// Kafka writes enriched events to kafka.topics.output.
+	Kafka KafkaConfig `mapstructure:"kafka"`
+	// File writes enriched events as NDJSON to a file.
+	File FileConfig `mapstructure:"file"`
+	// Stdout writes enriched events as NDJSON to standard output. Default false.
+	Stdout bool `mapstructure:"stdout"`
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{Kafka: DefaultKafkaConfig(), File: DefaultFileConfig()}
+}
+
+// Validate reports every invalid field by its config.yaml key.
+func (c Config) Validate() error {
+	var errs []error
+	errs = append(errs, c.Kafka.Validate(), c.File.Validate())
+	if !c.Kafka.Enabled && c.File.Path == "" && !c.Stdout {
+		errs = append(errs, errors.New("sink: no output enabled; set sink.kafka.enabled, sink.file.path or sink.stdout"))
+	}
+	return errors.Join(errs...)
+}
+
+// output is one destination. Send hands r over, blocking while the output
+// is saturated; the output calls r.done exactly once. Close flushes, waits for
+// every outstanding done call, and releases the output.
+type output interface {
+	Send(ctx context.Context, r *Record) error
+	Close() error
+}
+
+// Sink fans records out to its outputs.
+type Sink struct {
+	outs []output
+	dlq  output
+	// producer is shared by the output and dead-letter topics; closed last.
+	producer     *kafka.Producer
+	closeTimeout time.Duration
+	log          logrus.FieldLogger
+	emitted      metrics.Meter
+	dead         metrics.Meter
+	failed       metrics.Counter
+	latency      metrics.Histogram
+}
+
+// New builds a sink. producerCfg is the base sarama config (metrics registry
+// set) and brokers the cluster to write to; outputTopic and deadLetterTopic
+// name the Kafka topics.
+func New(cfg Config, brokers []string, producerCfg *sarama.Config, outputTopic, deadLetterTopic string, log logrus.FieldLogger, reg metrics.Registry) (*Sink, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Sink{
+		log:     log,
+		emitted: metrics.GetOrRegisterMeter("sink.emitted", reg),
+		dead:    metrics.GetOrRegisterMeter("sink.dead_letters", reg),
+		failed:  metrics.GetOrRegisterCounter("sink.failed", reg),
+		latency: metrics.GetOrRegisterHistogram("sink.latency", reg, metrics.NewExpDecaySample(1028, 0.015)),
+	}
+	p, err := kafka.NewProducer(brokers, producerCfg, cfg.Kafka.ProducerConfig, "sink.kafka", log, reg)
+	if err != nil {
+		return nil, fmt.Errorf("kafka sink: %w", err)
+	}
+	s.producer = p
+	s.closeTimeout = cfg.Kafka.CloseTimeout
+	s.dlq = &topicOutput{p: p, topic: deadLetterTopic}
+	if cfg.Kafka.Enabled {
+		s.outs = append(s.outs, &topicOutput{p: p, topic: outputTopic})
+	}
+	if cfg.File.Path != "" {
+		f, err := newFileOutput(cfg.File)
+		if err != nil {
+			_ = p.Close(context.Background())
+			return nil, err
+		}
+		s.outs = append(s.outs, f)
+	}
+	if cfg.Stdout {
+		s.outs = append(s.outs, newStdoutOutput(cfg.File))
+	}
+	return s, nil
+}
+
+// Run delivers records from in until in is closed, then flushes every
+// output, waits for every acknowledgement and returns. If ctx ends first,
+// records not yet delivered are nacked with ctx's error (the distributor will
+// not commit past them) and Run returns ctx.Err().
+func (s *Sink) Run(ctx context.Context, in <-chan *Record) error {
+	defer s.close()
+	for {
+		select {
+		case r, ok := <-in:
+			if !ok {
+				return nil
+			}
+			if err := s.send(ctx, r); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (s *Sink) send(ctx context.Context, r *Record) error {
+	outs := s.outs
+	if r.DeadLetter {
+		outs = []output{s.dlq}
+	}
+	up := r.Ack
+	r.Ack = func(err error) {
+		switch {
+		case err != nil:
+			s.failed.Inc(1)
+		case r.DeadLetter:
+			s.dead.Mark(1)
+		default:
+			s.emitted.Mark(1)
+			if !r.Timestamp.IsZero() {
+				s.latency.Update(time.Since(r.Timestamp).Microseconds())
+			}
+		}
+		up(err)
+	}
+	r.pending.Store(int32(len(outs)))
+	for i, o := range outs {
+		if err := o.Send(ctx, r); err != nil {
+			// This and every later output will never call done.
+			for range outs[i:] {
+				r.done(err)
+			}
+			return fmt.Errorf("sink: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *Sink) close() {
+	for _, o := range s.outs {
+		if err := o.Close(); err != nil {
+			s.log.WithError(err).Error("closing sink output")
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.closeTimeout)
+	defer cancel()
+	if err := s.producer.Close(ctx); err != nil {
+		s.log.WithError(err).Error("closing kafka sink producer")
+	}
+}
