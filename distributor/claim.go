@@ -125,6 +125,13 @@ func (cs *claimState) isFenced() bool {
 	return cs.fenced
 }
 
+// watermark is the next offset to commit (-1 before the first ack).
+func (cs *claimState) watermark() int64 {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return cs.w.next
+}
+
 // lag is the number of records between the commit watermark and the
 // partition's high-water mark.
 func (cs *claimState) lag() int64 {

@@ -23,8 +23,11 @@
 //	distributor.abandoned     counter of parked records of ended claims dropped for redelivery
 //	distributor.late_results  counter of enrichment results after their activity left
 //	distributor.lag           gauge: records behind the high-water marks of owned partitions
-//	delayqueue.*              gauges of the delay queue (len, in_use, cap, waiters)
-//	enrich.queue.depth        gauge of tasks waiting for a worker
+//	distributor.partition.TOPIC.P.{lag,watermark,in_flight,buffered}
+//	                          gauges per owned partition: lag, next offset to commit,
+//	                          records between read and watermark, fetched records buffered
+//	delayqueue.*              gauges of the delay queue (len, in_use, cap, waiters, blocked_put_ns)
+//	enrich.queue.{depth,cap}  gauges of the task queue
 package distributor
 
 import (
@@ -55,6 +58,7 @@ type Distributor struct {
 	work      enrich.Queue
 	dq        *delayqueue.Queue[*job]
 	log       logrus.FieldLogger
+	reg       metrics.Registry
 
 	claimsMu sync.Mutex
 	claims   map[*claimState]struct{}
@@ -78,7 +82,7 @@ func New(cfg Config, brokers []string, sc *sarama.Config, topics []string, enric
 		return nil, err
 	}
 	d := &Distributor{cfg: cfg, brokers: brokers, sc: cfg.consumerConfig(sc), topics: topics,
-		enrichers: enrichers, work: work, dq: dq, log: log, claims: map[*claimState]struct{}{},
+		enrichers: enrichers, work: work, dq: dq, log: log, reg: reg, claims: map[*claimState]struct{}{},
 		consumed:    metrics.GetOrRegisterMeter("distributor.consumed", reg),
 		inflight:    metrics.GetOrRegisterCounter("distributor.inflight", reg),
 		deadLetters: metrics.GetOrRegisterCounter("distributor.dead_letters", reg),
@@ -93,7 +97,9 @@ func New(cfg Config, brokers []string, sc *sarama.Config, topics []string, enric
 	reg.GetOrRegister("delayqueue.in_use", metrics.NewFunctionalGauge(func() int64 { n, _ := dq.InUse(); return n }))
 	reg.GetOrRegister("delayqueue.cap", metrics.NewFunctionalGauge(func() int64 { n, _ := dq.Cap(); return n }))
 	reg.GetOrRegister("delayqueue.waiters", metrics.NewFunctionalGauge(func() int64 { return int64(dq.Waiters()) }))
+	reg.GetOrRegister("delayqueue.blocked_put_ns", metrics.NewFunctionalGauge(func() int64 { return int64(dq.Stats().BlockedPut) }))
 	reg.GetOrRegister("enrich.queue.depth", metrics.NewFunctionalGauge(func() int64 { return int64(len(work)) }))
+	reg.GetOrRegister("enrich.queue.cap", metrics.NewFunctionalGauge(func() int64 { return int64(cap(work)) }))
 	return d, nil
 }
 
@@ -224,10 +230,24 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	d.claimsMu.Lock()
 	d.claims[cs] = struct{}{}
 	d.claimsMu.Unlock()
+	prefix := fmt.Sprintf("distributor.partition.%s.%d.", claim.Topic(), claim.Partition())
+	gauges := map[string]func() int64{
+		"lag":       cs.lag,
+		"watermark": cs.watermark,
+		"in_flight": func() int64 { return int64(cs.inFlight()) },
+		"buffered":  func() int64 { return int64(len(claim.Messages())) },
+	}
+	for name, fn := range gauges {
+		d.reg.Unregister(prefix + name)
+		_ = d.reg.Register(prefix+name, metrics.NewFunctionalGauge(fn))
+	}
 	defer func() {
 		d.claimsMu.Lock()
 		delete(d.claims, cs)
 		d.claimsMu.Unlock()
+		for name := range gauges {
+			d.reg.Unregister(prefix + name)
+		}
 	}()
 	log := d.log.WithFields(logrus.Fields{"topic": claim.Topic(), "partition": claim.Partition()})
 	log.WithField("offset", claim.InitialOffset()).Debug("claim started")

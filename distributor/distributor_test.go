@@ -35,7 +35,7 @@ func testLog() logrus.FieldLogger {
 
 // produce writes n activities act-1..act-n to topic, keyed by key(i), plus
 // the raw invalid records given.
-func produce(t *testing.T, brokers []string, topic string, from, n int, key func(i int) string, invalid ...string) {
+func produce(t testing.TB, brokers []string, topic string, from, n int, key func(i int) string, invalid ...string) {
 	t.Helper()
 	sc := kafkatest.Config()
 	sc.Producer.Return.Successes = true
@@ -184,7 +184,7 @@ type pipeOpts struct {
 	workers   int
 }
 
-func defaultOpts(t *testing.T) pipeOpts {
+func defaultOpts(t testing.TB) pipeOpts {
 	cfg := DefaultConfig()
 	cfg.Group = kafkatest.Name(t, "group")
 	cfg.Delay = 200 * time.Millisecond
@@ -198,7 +198,7 @@ func defaultOpts(t *testing.T) pipeOpts {
 	return pipeOpts{cfg: cfg, dq: delayqueue.DefaultConfig(), enrichers: ens, workers: 4}
 }
 
-func startPipeline(t *testing.T, brokers []string, topic string, o pipeOpts, c *collector) *pipeline {
+func startPipeline(t testing.TB, brokers []string, topic string, o pipeOpts, c *collector) *pipeline {
 	t.Helper()
 	reg := metrics.NewRegistry()
 	dq, err := NewQueue(o.dq)

@@ -12,7 +12,8 @@
 //	enrich.NAME.latency   timer of successful attempts
 //	enrich.NAME.errors    counter of failed attempts (timeouts included)
 //	enrich.NAME.timeouts  counter of attempts that hit the timeout
-//	enrich.busy           gauge of workers running an enricher
+//	enrich.busy           counter (used as a gauge) of workers running an enricher
+//	enrich.utilisation    gauge: busy workers as a percentage of enrich.workers
 package enrich
 
 import (

@@ -62,6 +62,12 @@ type Pool struct {
 func NewPool(workers int, enrichers []Resolved, log logrus.FieldLogger, reg metrics.Registry) *Pool {
 	p := &Pool{workers: workers, enrichers: enrichers, log: log,
 		busy: metrics.GetOrRegisterCounter("enrich.busy", reg)}
+	reg.GetOrRegister("enrich.utilisation", metrics.NewFunctionalGauge(func() int64 {
+		if p.workers == 0 {
+			return 0
+		}
+		return p.busy.Count() * 100 / int64(p.workers)
+	}))
 	for _, e := range enrichers {
 		p.latency = append(p.latency, metrics.GetOrRegisterTimer("enrich."+e.Name+".latency", reg))
 		p.errs = append(p.errs, metrics.GetOrRegisterCounter("enrich."+e.Name+".errors", reg))

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/IBM/sarama"
 	"github.com/bendstream/bend/internal/config"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -57,6 +58,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// sarama's one global, set only here: its chatter goes to debug.
+			sarama.Logger = saramaLogger(log)
 			sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			if err := run(sigCtx, cfg, log, stderr); err != nil {

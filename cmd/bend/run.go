@@ -27,8 +27,6 @@ import (
 // drain. progress receives the progress line.
 func run(ctx context.Context, cfg config.Config, log *logrus.Logger, progress io.Writer) error {
 	reg := metrics.NewRegistry()
-	// sarama's one global, set only here: its chatter goes to debug.
-	sarama.Logger = saramaLogger(log)
 
 	brokers := cfg.Kafka.Brokers
 	if len(brokers) == 0 {

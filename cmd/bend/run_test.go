@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -184,4 +186,100 @@ func TestRunEndToEnd(t *testing.T) {
 		t.Fatal("run did not return after cancel")
 	}
 	wantAllIDs(t, "sink file", idsInFile(t, cfg.Sink.File.Path), n)
+}
+
+// freePort returns a currently free TCP port on 127.0.0.1.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestRestartKeepsBacklog runs the default setup (embedded broker with a
+// data directory), stops it while most of the input is still backlog, and
+// starts it again: the second run must continue from the committed offsets
+// and emit the rest, so every id arrives, with at most the first run's
+// in-flight window emitted twice.
+func TestRestartKeepsBacklog(t *testing.T) {
+	const n = 20000
+	cfg := config.Default()
+	cfg.Kafka.Embedded.DataDir = t.TempDir()
+	cfg.Kafka.Embedded.Port = freePort(t)
+	cfg.Kafka.Topics.Partitions = 4
+	cfg.Distributor.Delay = time.Second
+	cfg.DelayQueue.EarlyRelease = false // hold records so the first run stops mid-backlog
+	cfg.DelayQueue.MaxItems = 2000
+	cfg.Ingest.Synthetic.Rate = 1e6
+	cfg.Ingest.Synthetic.Limit = n
+	cfg.Ingest.Synthetic.Seed = 1
+	cfg.Sink.File.Path = filepath.Join(t.TempDir(), "out.ndjson")
+	cfg.Progress = 0
+	addr := []string{fmt.Sprintf("127.0.0.1:%d", cfg.Kafka.Embedded.Port)}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg, testLogger(t), io.Discard) }()
+	eventually(t, 30*time.Second, "the whole input ingested", func() bool {
+		return hwmSum(addr, cfg.Kafka.Topics.Input) == n
+	})
+	eventually(t, 30*time.Second, "the first records emitted", func() bool {
+		_, err := os.Stat(cfg.Sink.File.Path)
+		return err == nil && len(idsInFile(t, cfg.Sink.File.Path)) > 0
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("first run: %v", err)
+	}
+	first := idsInFile(t, cfg.Sink.File.Path)
+	if len(first) == 0 || len(first) >= n {
+		t.Fatalf("first run emitted %d ids; the test needs it to stop mid-backlog", len(first))
+	}
+
+	cfg.Ingest.Synthetic.Enabled = false
+	cfg.DelayQueue.EarlyRelease = true
+	ctx, cancel = context.WithCancel(context.Background())
+	go func() { done <- run(ctx, cfg, testLogger(t), io.Discard) }()
+	eventually(t, 60*time.Second, "the backlog drained after the restart", func() bool {
+		return len(idsInFile(t, cfg.Sink.File.Path)) == n
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+	all := idsInFile(t, cfg.Sink.File.Path)
+	wantAllIDs(t, "sink file", all, n)
+	dups := 0
+	for _, c := range all {
+		dups += c - 1
+	}
+	t.Logf("first run emitted %d, second the rest; %d duplicates", len(first), dups)
+	if dups > int(cfg.DelayQueue.MaxItems) {
+		t.Fatalf("%d duplicates after a clean restart; want at most the in-flight window %d", dups, cfg.DelayQueue.MaxItems)
+	}
+}
+
+// hwmSum returns the sum of topic's high-water marks, or -1 if unreachable.
+func hwmSum(brokers []string, topic string) int64 {
+	client, err := sarama.NewClient(brokers, kafkatest.Config())
+	if err != nil {
+		return -1
+	}
+	defer client.Close()
+	parts, err := client.Partitions(topic)
+	if err != nil {
+		return -1
+	}
+	var sum int64
+	for _, p := range parts {
+		h, err := client.GetOffset(topic, p, sarama.OffsetNewest)
+		if err != nil {
+			return -1
+		}
+		sum += h
+	}
+	return sum
 }
