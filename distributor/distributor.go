@@ -36,6 +36,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -59,6 +60,7 @@ type Distributor struct {
 	dq        *delayqueue.Queue[*job]
 	log       logrus.FieldLogger
 	reg       metrics.Registry
+	delay     atomic.Int64 // distributor.delay, tunable at run time
 
 	claimsMu sync.Mutex
 	claims   map[*claimState]struct{}
@@ -92,6 +94,7 @@ func New(cfg Config, brokers []string, sc *sarama.Config, topics []string, enric
 		abandoned:   metrics.GetOrRegisterCounter("distributor.abandoned", reg),
 		late:        metrics.GetOrRegisterCounter("distributor.late_results", reg),
 	}
+	d.delay.Store(int64(cfg.Delay))
 	reg.GetOrRegister("distributor.lag", metrics.NewFunctionalGauge(d.Lag))
 	reg.GetOrRegister("delayqueue.len", metrics.NewFunctionalGauge(func() int64 { return int64(dq.Len()) }))
 	reg.GetOrRegister("delayqueue.in_use", metrics.NewFunctionalGauge(func() int64 { n, _ := dq.InUse(); return n }))
@@ -106,6 +109,17 @@ func New(cfg Config, brokers []string, sc *sarama.Config, topics []string, enric
 // NewQueue builds the delay queue a Distributor parks activities in.
 func NewQueue(cfg delayqueue.Config) (*delayqueue.Queue[*job], error) {
 	return delayqueue.New[*job](cfg)
+}
+
+// Delay returns how long activities are parked for their enrichments.
+func (d *Distributor) Delay() time.Duration { return time.Duration(d.delay.Load()) }
+
+// SetDelay changes distributor.delay for activities read from now on
+// (config hot reload). Non-positive values are ignored. Safe for concurrent use.
+func (d *Distributor) SetDelay(delay time.Duration) {
+	if delay > 0 {
+		d.delay.Store(int64(delay))
+	}
 }
 
 // Lag returns how many records of the partitions this member owns are not
@@ -203,7 +217,7 @@ func (d *Distributor) emit(ctx context.Context, out chan<- *sink.Record) error {
 		}
 		rec, ready := j.seal(d)
 		if !ready {
-			d.dq.Repark(it, time.Now().Add(d.cfg.Delay))
+			d.dq.Repark(it, time.Now().Add(d.Delay()))
 			continue
 		}
 		select {
@@ -292,7 +306,7 @@ func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.Cons
 	}
 	d.consumed.Mark(1)
 	j := &job{msg: m, cs: cs, read: time.Now()}
-	due := j.read.Add(d.cfg.Delay)
+	due := j.read.Add(d.Delay())
 	f, perr := activity.Parse(m.Value)
 	if perr != nil {
 		j.deadLetter = "invalid event: " + perr.Error()
