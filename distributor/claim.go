@@ -2,10 +2,12 @@ package distributor
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/bendstream/bend/sink"
 	"golang.org/x/sync/semaphore"
 )
 
@@ -24,6 +26,13 @@ type claimState struct {
 	fenced  bool
 	start   int64 // first offset read, -1 before
 	changed chan struct{}
+
+	// Ordered emission (distributor.ordered): records leave in offset order.
+	omu     sync.Mutex
+	order   []int64                // offsets parked, in read order, not yet emitted
+	ready   map[int64]*sink.Record // sealed records waiting for their turn
+	sending bool                   // an emitter is sending this claim's records
+	dropped bool                   // fenced: nothing more is emitted
 }
 
 func newClaimState(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, maxInFlight int64, d *Distributor) *claimState {
@@ -48,6 +57,73 @@ func (cs *claimState) add(off int64) {
 	cs.mu.Lock()
 	cs.w.add(off)
 	cs.mu.Unlock()
+	if cs.d.cfg.Ordered {
+		cs.omu.Lock()
+		cs.order = append(cs.order, off)
+		cs.omu.Unlock()
+	}
+}
+
+// emitOrdered hands rec (the record made from offset off) to out once every
+// record read before it on this partition has been handed over. Emitters
+// deposit their records; whichever finds the claim idle sends the
+// contiguous run for all of them, so the order holds across emitters.
+func (cs *claimState) emitOrdered(ctx context.Context, off int64, rec *sink.Record, out chan<- *sink.Record) error {
+	cs.omu.Lock()
+	if cs.dropped {
+		cs.omu.Unlock()
+		cs.d.abandoned.Inc(1)
+		rec.Ack(errFenced)
+		return nil
+	}
+	if cs.ready == nil {
+		cs.ready = map[int64]*sink.Record{}
+	}
+	cs.ready[off] = rec
+	if cs.sending {
+		cs.omu.Unlock()
+		return nil
+	}
+	cs.sending = true
+	for {
+		var run []*sink.Record
+		for len(cs.order) > 0 {
+			r, ok := cs.ready[cs.order[0]]
+			if !ok {
+				break
+			}
+			delete(cs.ready, cs.order[0])
+			cs.order = cs.order[1:]
+			run = append(run, r)
+		}
+		if len(run) == 0 {
+			cs.sending = false
+			cs.omu.Unlock()
+			return nil
+		}
+		cs.omu.Unlock()
+		for _, r := range run {
+			select {
+			case out <- r:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		cs.omu.Lock()
+	}
+}
+
+// dropOrdered releases the records still waiting for their turn when the
+// claim is fenced: they are redelivered from the committed offset.
+func (cs *claimState) dropOrdered() {
+	cs.omu.Lock()
+	waiting := cs.ready
+	cs.ready, cs.order, cs.dropped = nil, nil, true
+	cs.omu.Unlock()
+	for _, r := range waiting {
+		cs.d.abandoned.Inc(1)
+		r.Ack(errFenced)
+	}
 }
 
 // ack records the sink's outcome for off and marks the new commit offset.
@@ -117,7 +193,11 @@ func (cs *claimState) fence() {
 	cs.mu.Lock()
 	cs.fenced = true
 	cs.mu.Unlock()
+	cs.dropOrdered()
 }
+
+// errFenced nacks records of a claim that ended before they were emitted.
+var errFenced = errors.New("distributor: claim ended before the record was emitted")
 
 func (cs *claimState) isFenced() bool {
 	cs.mu.Lock()

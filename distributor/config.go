@@ -37,6 +37,12 @@ type Config struct {
 	DrainTimeout time.Duration `mapstructure:"drain_timeout"`
 	// CommitInterval is how often marked offsets are committed. Default 1s.
 	CommitInterval time.Duration `mapstructure:"commit_interval"`
+	// Ordered emits each partition's records in offset order, so per-key
+	// order is kept (a key always maps to one input partition) although
+	// enrichment runs in parallel. A record then waits for every earlier
+	// record of its partition, so latency follows the slowest one. Forced
+	// on by sink.kafka.exactly_once. Default false.
+	Ordered bool `mapstructure:"ordered"`
 }
 
 // DefaultConfig returns the documented defaults.

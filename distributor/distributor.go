@@ -212,12 +212,19 @@ func (d *Distributor) emit(ctx context.Context, out chan<- *sink.Record) error {
 			// Its claim ended without this record being acknowledged:
 			// the record is redelivered from the committed offset.
 			d.abandoned.Inc(1)
+			d.inflight.Dec(1)
 			d.dq.Release(it)
 			continue
 		}
 		rec, ready := j.seal(d)
 		if !ready {
 			d.dq.Repark(it, time.Now().Add(d.Delay()))
+			continue
+		}
+		if d.cfg.Ordered {
+			if err := j.cs.emitOrdered(ctx, j.msg.Offset, rec, out); err != nil {
+				return err
+			}
 			continue
 		}
 		select {
