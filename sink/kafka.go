@@ -2,6 +2,8 @@ package sink
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -19,15 +21,46 @@ type KafkaConfig struct {
 	// CloseTimeout bounds the wait for unacknowledged records when the sink
 	// stops. Default 30s.
 	CloseTimeout time.Duration `mapstructure:"close_timeout"`
+	// ExactlyOnce writes enriched events and dead letters through a
+	// transactional producer that commits the consumed offsets in the same
+	// transaction: a read_committed consumer sees each event exactly once,
+	// even across crashes. It turns on distributor.ordered and needs the
+	// Kafka output alone (no file or stdout output). Default false.
+	ExactlyOnce bool `mapstructure:"exactly_once"`
+	// TransactionalID identifies this instance's transactional producer; it
+	// must be stable across restarts and unique per instance. Empty means
+	// "bend-" + distributor.group. Default "".
+	TransactionalID string `mapstructure:"transactional_id"`
+	// TxnInterval bounds how long records wait for their transaction to
+	// commit. Default 100ms.
+	TxnInterval time.Duration `mapstructure:"txn_interval"`
+	// TxnMaxRecords bounds the records in one transaction. Default 5000.
+	TxnMaxRecords int `mapstructure:"txn_max_records"`
 }
 
 // DefaultKafkaConfig returns the documented defaults.
 func DefaultKafkaConfig() KafkaConfig {
-	return KafkaConfig{Enabled: true, ProducerConfig: kafka.DefaultProducerConfig(), CloseTimeout: 30 * time.Second}
+	return KafkaConfig{Enabled: true, ProducerConfig: kafka.DefaultProducerConfig(), CloseTimeout: 30 * time.Second,
+		TxnInterval: 100 * time.Millisecond, TxnMaxRecords: 5000}
 }
 
 // Validate reports every invalid field by its config.yaml key.
-func (c KafkaConfig) Validate() error { return c.ProducerConfig.Validate("sink.kafka") }
+func (c KafkaConfig) Validate() error {
+	errs := []error{c.ProducerConfig.Validate("sink.kafka")}
+	if c.CloseTimeout <= 0 {
+		errs = append(errs, errors.New("sink.kafka.close_timeout: must be positive"))
+	}
+	if c.TxnInterval <= 0 {
+		errs = append(errs, errors.New("sink.kafka.txn_interval: must be positive"))
+	}
+	if c.TxnMaxRecords < 1 {
+		errs = append(errs, fmt.Errorf("sink.kafka.txn_max_records: must be at least 1, got %d", c.TxnMaxRecords))
+	}
+	if c.ExactlyOnce && !c.Enabled {
+		errs = append(errs, errors.New("sink.kafka.exactly_once: needs sink.kafka.enabled"))
+	}
+	return errors.Join(errs...)
+}
 
 // topicOutput sends to one topic through a shared producer.
 type topicOutput struct {

@@ -41,6 +41,8 @@ type Record struct {
 	DeadLetter bool
 	// Ack receives the outcome.
 	Ack func(err error)
+	// Source is the input record this one was made from, if any.
+	Source *Source
 
 	pending atomic.Int32
 	err     atomic.Pointer[error]
@@ -79,6 +81,9 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	var errs []error
 	errs = append(errs, c.Kafka.Validate(), c.File.Validate())
+	if c.Kafka.ExactlyOnce && (c.File.Path != "" || c.Stdout) {
+		errs = append(errs, errors.New("sink.kafka.exactly_once: the file and stdout outputs cannot take part in a transaction; turn them off"))
+	}
 	if !c.Kafka.Enabled && c.File.Path == "" && !c.Stdout {
 		errs = append(errs, errors.New("sink: no output enabled; set sink.kafka.enabled, sink.file.path or sink.stdout"))
 	}
@@ -121,6 +126,18 @@ func New(cfg Config, brokers []string, producerCfg *sarama.Config, outputTopic, 
 		failed:  metrics.GetOrRegisterCounter("sink.failed", reg),
 		latency: metrics.GetOrRegisterHistogram("sink.latency", reg, metrics.NewExpDecaySample(1028, 0.015)),
 	}
+	if cfg.Kafka.ExactlyOnce {
+		if cfg.Kafka.TransactionalID == "" {
+			return nil, errors.New("sink.kafka.transactional_id: must be set in exactly-once mode")
+		}
+		t, err := newTxnOutput(cfg.Kafka, brokers, producerCfg, outputTopic, deadLetterTopic, log, reg)
+		if err != nil {
+			return nil, err
+		}
+		s.outs = []output{t}
+		s.dlq = t
+		return s, nil
+	}
 	p, err := kafka.NewProducer(brokers, producerCfg, cfg.Kafka.ProducerConfig, "sink.kafka", log, reg)
 	if err != nil {
 		return nil, fmt.Errorf("kafka sink: %w", err)
@@ -132,7 +149,7 @@ func New(cfg Config, brokers []string, producerCfg *sarama.Config, outputTopic, 
 		s.outs = append(s.outs, &topicOutput{p: p, topic: outputTopic})
 	}
 	if cfg.File.Path != "" {
-		f, err := newFileOutput(cfg.File)
+		f, err := newFileOutput(cfg.File, log, reg)
 		if err != nil {
 			_ = p.Close(context.Background())
 			return nil, err
@@ -140,7 +157,7 @@ func New(cfg Config, brokers []string, producerCfg *sarama.Config, outputTopic, 
 		s.outs = append(s.outs, f)
 	}
 	if cfg.Stdout {
-		s.outs = append(s.outs, newStdoutOutput(cfg.File))
+		s.outs = append(s.outs, newStdoutOutput(cfg.File, log, reg))
 	}
 	return s, nil
 }
@@ -204,6 +221,9 @@ func (s *Sink) close() {
 		if err := o.Close(); err != nil {
 			s.log.WithError(err).Error("closing sink output")
 		}
+	}
+	if s.producer == nil {
+		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.closeTimeout)
 	defer cancel()

@@ -93,7 +93,21 @@ func CreateTopic(t testing.TB, brokers []string, partitions int32) string {
 // want records were read or timeout passed, and returns the values.
 func ReadAll(t testing.TB, brokers []string, topic string, want int, timeout time.Duration) [][]byte {
 	t.Helper()
-	c, err := sarama.NewConsumer(brokers, Config())
+	return read(t, brokers, Config(), topic, want, timeout)
+}
+
+// ReadCommitted is ReadAll with read_committed isolation: records of open or
+// aborted transactions are not returned.
+func ReadCommitted(t testing.TB, brokers []string, topic string, want int, timeout time.Duration) [][]byte {
+	t.Helper()
+	sc := Config()
+	sc.Consumer.IsolationLevel = sarama.ReadCommitted
+	return read(t, brokers, sc, topic, want, timeout)
+}
+
+func read(t testing.TB, brokers []string, sc *sarama.Config, topic string, want int, timeout time.Duration) [][]byte {
+	t.Helper()
+	c, err := sarama.NewConsumer(brokers, sc)
 	if err != nil {
 		t.Fatalf("consumer: %v", err)
 	}
@@ -103,24 +117,24 @@ func ReadAll(t testing.TB, brokers []string, topic string, want int, timeout tim
 		t.Fatalf("partitions of %s: %v", topic, err)
 	}
 	out := make(chan []byte, 1024)
-	var pcs []sarama.PartitionConsumer
+	done := make(chan struct{})
+	defer close(done)
 	for _, p := range parts {
 		pc, err := c.ConsumePartition(topic, p, sarama.OffsetOldest)
 		if err != nil {
 			t.Fatalf("consume %s/%d: %v", topic, p, err)
 		}
-		pcs = append(pcs, pc)
+		defer pc.AsyncClose()
 		go func() {
 			for m := range pc.Messages() {
-				out <- m.Value
+				select {
+				case out <- m.Value:
+				case <-done:
+					return
+				}
 			}
 		}()
 	}
-	defer func() {
-		for _, pc := range pcs {
-			pc.AsyncClose()
-		}
-	}()
 	var vals [][]byte
 	deadline := time.After(timeout)
 	for len(vals) < want {
