@@ -19,7 +19,7 @@ func BenchmarkDistributorNoop(b *testing.B) {
 	produce(b, brokers, topic, 1, n, byIndex)
 	o := defaultOpts(b)
 	ec := enrich.Config{Workers: 4, QueueSize: 1024, Enrichers: []enrich.Spec{{Name: "noop", Type: "noop"}}}
-	ens, err := ec.Build()
+	ens, err := ec.Build(nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

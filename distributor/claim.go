@@ -20,6 +20,7 @@ type claimState struct {
 	topic     string
 	partition int32
 	slots     *semaphore.Weighted // caps the window (distributor.max_partition_in_flight)
+	group     *sarama.ConsumerGroupMetadata
 
 	mu      sync.Mutex
 	w       *window
@@ -37,7 +38,8 @@ type claimState struct {
 
 func newClaimState(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, maxInFlight int64, d *Distributor) *claimState {
 	return &claimState{d: d, sess: sess, claim: claim, topic: claim.Topic(), partition: claim.Partition(),
-		slots: semaphore.NewWeighted(maxInFlight), w: newWindow(), start: -1, changed: make(chan struct{}, 1)}
+		slots: semaphore.NewWeighted(maxInFlight), w: newWindow(), start: -1, changed: make(chan struct{}, 1),
+		group: &sarama.ConsumerGroupMetadata{GroupID: d.cfg.Group, GenerationID: sess.GenerationID(), MemberID: sess.MemberID()}}
 }
 
 // acquire blocks until the partition's window has room.
@@ -138,7 +140,7 @@ func (cs *claimState) ack(off int64, err error) {
 	before := cs.w.inFlight()
 	next, moved, _ := cs.w.ack(off, err == nil)
 	freed := before - cs.w.inFlight()
-	if moved {
+	if moved && !cs.d.cfg.ExternalCommit {
 		cs.sess.MarkOffset(cs.topic, cs.partition, next, "")
 	}
 	cs.mu.Unlock()

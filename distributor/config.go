@@ -43,6 +43,16 @@ type Config struct {
 	// record of its partition, so latency follows the slowest one. Forced
 	// on by sink.kafka.exactly_once. Default false.
 	Ordered bool `mapstructure:"ordered"`
+	// InstanceID is this member's static group membership id (Kafka's
+	// group.instance.id): a restarted instance with the same id takes its
+	// partitions back at once, without a rebalance. Must be unique per
+	// instance. Empty means dynamic membership. Default "".
+	InstanceID string `mapstructure:"instance_id"`
+	// ExternalCommit leaves committing to the sink: the distributor tracks
+	// watermarks but never marks or commits offsets itself. Set by bend in
+	// exactly-once mode, where the sink commits offsets inside its
+	// transactions; not a config.yaml key.
+	ExternalCommit bool `mapstructure:"-"`
 }
 
 // DefaultConfig returns the documented defaults.
@@ -116,12 +126,21 @@ func (c Config) consumerConfig(sc *sarama.Config) *sarama.Config {
 	if c.InitialOffset == "newest" {
 		cc.Consumer.Offsets.Initial = sarama.OffsetNewest
 	}
-	cc.Consumer.Offsets.AutoCommit.Enable = true
+	cc.Consumer.Offsets.AutoCommit.Enable = !c.ExternalCommit
 	cc.Consumer.Offsets.AutoCommit.Interval = c.CommitInterval
 	cc.ChannelBufferSize = c.FetchBuffer
 	cc.Consumer.Return.Errors = true
-	// A revoked partition may take DrainTimeout to drain; the group must
-	// wait at least that long for this member.
-	cc.Consumer.Group.Rebalance.Timeout = max(cc.Consumer.Group.Rebalance.Timeout, c.DrainTimeout+5*time.Second)
+	if c.ExternalCommit {
+		// Transactional outputs of other producers are only read once committed.
+		cc.Consumer.IsolationLevel = sarama.ReadCommitted
+	}
+	// A revoked partition may take DrainTimeout to drain; the group waits
+	// that long (and a little more) for members to rejoin, and no longer, so
+	// a member that died mid-rebalance does not hold the group up for
+	// sarama's default minute.
+	cc.Consumer.Group.Rebalance.Timeout = c.DrainTimeout + 5*time.Second
+	if c.InstanceID != "" {
+		cc.Consumer.Group.InstanceId = c.InstanceID
+	}
 	return &cc
 }

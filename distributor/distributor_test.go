@@ -191,7 +191,7 @@ func defaultOpts(t testing.TB) pipeOpts {
 	cfg.DrainTimeout = 5 * time.Second
 	cfg.CommitInterval = 100 * time.Millisecond
 	ec := enrich.DefaultConfig()
-	ens, err := ec.Build()
+	ens, err := ec.Build(testLog(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

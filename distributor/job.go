@@ -155,6 +155,7 @@ func (j *job) seal(d *Distributor) (*sink.Record, bool) {
 		Headers:   provenance(j.msg),
 		Timestamp: j.msg.Timestamp,
 		Ack:       j.ackFunc(d),
+		Source:    j.source(),
 	}, true
 }
 
@@ -167,7 +168,12 @@ func (j *job) deadLetterRecord(d *Distributor, reason string) *sink.Record {
 		sarama.RecordHeader{Key: []byte("bend-dlq-stage"), Value: []byte("distributor")},
 		sarama.RecordHeader{Key: []byte("bend-dlq-time"), Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
 	)
-	return &sink.Record{Key: j.msg.Key, Value: j.msg.Value, Headers: h, Timestamp: j.msg.Timestamp, DeadLetter: true, Ack: j.ackFunc(d)}
+	return &sink.Record{Key: j.msg.Key, Value: j.msg.Value, Headers: h, Timestamp: j.msg.Timestamp, DeadLetter: true, Ack: j.ackFunc(d), Source: j.source()}
+}
+
+// source names the input record, for sinks that commit offsets themselves.
+func (j *job) source() *sink.Source {
+	return &sink.Source{Topic: j.msg.Topic, Partition: j.msg.Partition, Offset: j.msg.Offset, Group: j.cs.group}
 }
 
 // ackFunc returns the sink acknowledgement of this job: it frees the job's

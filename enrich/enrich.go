@@ -21,10 +21,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
 	"github.com/bendstream/bend/internal/activity"
+	metrics "github.com/rcrowley/go-metrics"
+	"github.com/sirupsen/logrus"
 )
 
 // Enricher computes one enrichment of an activity. Enrich must honour ctx,
@@ -46,8 +49,8 @@ type Spec struct {
 	// Name is the key of this enrichment under "enrichments" in the emitted
 	// event. Required, unique.
 	Name string `mapstructure:"name"`
-	// Type selects the implementation: "stats" (word/link/hashtag counts) or
-	// "noop". Default: Name.
+	// Type selects the implementation: "stats" (word/link/hashtag counts),
+	// "noop", "lang", "urls", "lookup" or "table". Default: Name.
 	Type string `mapstructure:"type"`
 	// Required enrichments are retried until they succeed or MaxAttempts is
 	// used up, and then the activity is dead-lettered; the activity is held
@@ -61,6 +64,22 @@ type Spec struct {
 	MaxAttempts int `mapstructure:"max_attempts"`
 	// Backoff is the wait before the second attempt; it doubles each retry, capped at 10s. Default 100ms.
 	Backoff time.Duration `mapstructure:"backoff"`
+	// Concurrency bounds this enricher's attempts running at once, across
+	// all workers, so that a slow service is not overrun. An attempt beyond
+	// it waits for a slot, and the wait counts against its Timeout. Default 0:
+	// no bound (at most enrich.workers run at once).
+	Concurrency int `mapstructure:"concurrency"`
+	// Adaptive lets the bound float between 1 and Concurrency: it halves
+	// when an attempt fails or times out and grows by one after a bound's
+	// worth of successes (AIMD). Needs Concurrency. Default false.
+	Adaptive bool `mapstructure:"adaptive"`
+
+	// Options of the enricher types of the same name. Setting the options
+	// of a type other than Type is an error.
+	Lang   LangOptions   `mapstructure:"lang"`
+	URLs   URLOptions    `mapstructure:"urls"`
+	Lookup LookupOptions `mapstructure:"lookup"`
+	Table  TableOptions  `mapstructure:"table"`
 }
 
 // withDefaults fills zero fields with their documented defaults.
@@ -77,7 +96,7 @@ func (s Spec) withDefaults() Spec {
 	if s.Backoff == 0 {
 		s.Backoff = 100 * time.Millisecond
 	}
-	return s
+	return s.optionDefaults()
 }
 
 // Config is the "enrich" section of config.yaml.
@@ -117,6 +136,8 @@ func (c Config) Validate() error {
 		seen[s.Name] = true
 		if _, ok := builtins[s.Type]; !ok {
 			errs = append(errs, fmt.Errorf("%s.type: unknown enricher type %q (have %s)", key, s.Type, strings.Join(builtinNames(), ", ")))
+		} else {
+			errs = append(errs, s.validateOptions(key)...)
 		}
 		if s.Timeout < 0 {
 			errs = append(errs, fmt.Errorf("%s.timeout: must not be negative", key))
@@ -126,6 +147,12 @@ func (c Config) Validate() error {
 		}
 		if s.Backoff < 0 {
 			errs = append(errs, fmt.Errorf("%s.backoff: must not be negative", key))
+		}
+		if s.Concurrency < 0 {
+			errs = append(errs, fmt.Errorf("%s.concurrency: must not be negative, got %d", key, s.Concurrency))
+		}
+		if s.Adaptive && s.Concurrency == 0 {
+			errs = append(errs, fmt.Errorf("%s.adaptive: needs concurrency, the upper bound", key))
 		}
 	}
 	return errors.Join(errs...)
@@ -137,16 +164,33 @@ type Resolved struct {
 	Enricher
 }
 
-// Build resolves every configured enricher. Call Validate first.
-func (c Config) Build() ([]Resolved, error) {
+// Build resolves every configured enricher: it loads language models, reads
+// tables and sets up HTTP clients and caches. log receives the enrichers'
+// warnings (a table that fails to reload) and reg their metrics (see the
+// package doc); nil means discard. Call Validate first. Build starts no
+// goroutines, and the enrichers need no closing: idle HTTP connections close
+// after 30s.
+func (c Config) Build(log logrus.FieldLogger, reg metrics.Registry) ([]Resolved, error) {
+	if log == nil {
+		l := logrus.New()
+		l.SetOutput(io.Discard)
+		log = l
+	}
+	if reg == nil {
+		reg = metrics.NewRegistry()
+	}
 	out := make([]Resolved, 0, len(c.Enrichers))
 	for _, s := range c.Enrichers {
 		s = s.withDefaults()
-		mk, ok := builtins[s.Type]
+		b, ok := builtins[s.Type]
 		if !ok {
 			return nil, fmt.Errorf("enricher %s: unknown type %q", s.Name, s.Type)
 		}
-		out = append(out, Resolved{Spec: s, Enricher: mk()})
+		e, err := b.build(s, log.WithField("enricher", s.Name), reg)
+		if err != nil {
+			return nil, fmt.Errorf("enricher %s: %w", s.Name, err)
+		}
+		out = append(out, Resolved{Spec: s, Enricher: limit(s, e, reg)})
 	}
 	return out, nil
 }

@@ -5,12 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bendstream/bend/internal/activity"
 	metrics "github.com/rcrowley/go-metrics"
 	"github.com/sirupsen/logrus"
-	"golang.org/x/sync/errgroup"
 )
 
 // Task is one enrichment of one activity. The distributor creates it and the
@@ -47,27 +48,35 @@ func (q Queue) Push(ctx context.Context, t *Task) error {
 // ErrTimeout is reported for an attempt that ran past its enricher's timeout.
 var ErrTimeout = errors.New("enrich: attempt timed out")
 
-// Pool runs in-process workers that pull tasks from a Queue.
+// Pool runs in-process workers that pull tasks from a Queue. The number of
+// workers can be changed while it runs (SetWorkers).
 type Pool struct {
-	workers   int
 	enrichers []Resolved
 	log       logrus.FieldLogger
 	busy      metrics.Counter
 	latency   []metrics.Timer
 	errs      []metrics.Counter
 	timeouts  []metrics.Counter
+
+	workers atomic.Int64  // wanted (enrich.workers)
+	running atomic.Int64  // started by Run and not yet stopped
+	resized chan struct{} // wakes Run after SetWorkers; capacity 1
 }
 
-// NewPool returns a pool of workers running enrichers. reg receives its metrics.
+// NewPool returns a pool of workers running enrichers. reg receives its
+// metrics, including the gauge enrich.workers: the workers running now.
 func NewPool(workers int, enrichers []Resolved, log logrus.FieldLogger, reg metrics.Registry) *Pool {
-	p := &Pool{workers: workers, enrichers: enrichers, log: log,
+	p := &Pool{enrichers: enrichers, log: log, resized: make(chan struct{}, 1),
 		busy: metrics.GetOrRegisterCounter("enrich.busy", reg)}
+	p.workers.Store(int64(max(workers, 0)))
 	reg.GetOrRegister("enrich.utilisation", metrics.NewFunctionalGauge(func() int64 {
-		if p.workers == 0 {
+		n := p.running.Load()
+		if n == 0 {
 			return 0
 		}
-		return p.busy.Count() * 100 / int64(p.workers)
+		return p.busy.Count() * 100 / n
 	}))
+	reg.GetOrRegister("enrich.workers", metrics.NewFunctionalGauge(p.running.Load))
 	for _, e := range enrichers {
 		p.latency = append(p.latency, metrics.GetOrRegisterTimer("enrich."+e.Name+".latency", reg))
 		p.errs = append(p.errs, metrics.GetOrRegisterCounter("enrich."+e.Name+".errors", reg))
@@ -79,29 +88,81 @@ func NewPool(workers int, enrichers []Resolved, log logrus.FieldLogger, reg metr
 // Busy returns how many workers are running an enricher right now.
 func (p *Pool) Busy() int64 { return p.busy.Count() }
 
-// Workers returns the number of in-process workers.
-func (p *Pool) Workers() int { return p.workers }
+// Workers returns the number of in-process workers wanted: the count given
+// to NewPool or the last SetWorkers. Run converges on it.
+func (p *Pool) Workers() int { return int(p.workers.Load()) }
 
-// Run starts the workers and returns when q is closed and drained, or when
-// ctx ends (returning nil: a stop is not an error).
-func (p *Pool) Run(ctx context.Context, q Queue) error {
-	var g errgroup.Group
-	for range p.workers {
-		g.Go(func() error {
-			for {
-				select {
-				case t, ok := <-q:
-					if !ok {
-						return nil
-					}
-					p.Do(ctx, t)
-				case <-ctx.Done():
-					return nil
-				}
-			}
-		})
+// SetWorkers changes the number of in-process workers to n (negative counts
+// as 0), for config hot reload. It does not block: a running Run starts the
+// extra workers at once, and stops surplus ones as they become idle, so a
+// task being worked on is always finished and none is dropped. Safe for
+// concurrent use, before or during Run.
+func (p *Pool) SetWorkers(n int) {
+	p.workers.Store(int64(max(n, 0)))
+	select {
+	case p.resized <- struct{}{}:
+	default: // a wake-up is already pending
 	}
-	return g.Wait()
+}
+
+// Run runs the workers and returns when q is closed and drained, or when
+// ctx ends (returning nil: a stop is not an error). It follows SetWorkers
+// while it runs. With no workers it never reads q and returns when ctx ends.
+// Run must not be called twice at once.
+func (p *Pool) Run(ctx context.Context, q Queue) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	quit := make(chan struct{})   // each receive stops one idle worker
+	closed := make(chan struct{}) // closed when a worker finds q closed
+	var closeOnce sync.Once
+	worker := func() {
+		defer wg.Done()
+		defer p.running.Add(-1)
+		for {
+			select {
+			case t, ok := <-q:
+				if !ok {
+					closeOnce.Do(func() { close(closed) })
+					return
+				}
+				p.Do(ctx, t)
+			case <-quit:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+	n := 0 // workers started and not told to quit
+	for {
+		want := int(p.workers.Load())
+		for ; n < want; n++ {
+			wg.Add(1)
+			p.running.Add(1)
+			go worker()
+		}
+		if n > want {
+			// Stop one idle worker at a time, re-reading the wanted count
+			// in between: it may have changed again.
+			select {
+			case quit <- struct{}{}:
+				n--
+			case <-p.resized:
+			case <-closed:
+				return nil
+			case <-ctx.Done():
+				return nil
+			}
+			continue
+		}
+		select {
+		case <-p.resized:
+		case <-closed:
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+	}
 }
 
 // Do runs one attempt of t and reports its result through t.Report.

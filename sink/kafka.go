@@ -36,12 +36,16 @@ type KafkaConfig struct {
 	TxnInterval time.Duration `mapstructure:"txn_interval"`
 	// TxnMaxRecords bounds the records in one transaction. Default 5000.
 	TxnMaxRecords int `mapstructure:"txn_max_records"`
+	// TxnTimeout is how long the broker lets a transaction stay open before
+	// aborting it: after a crash, read_committed consumers of the output wait
+	// at most this long for the dead instance's open transaction. Default 10s.
+	TxnTimeout time.Duration `mapstructure:"txn_timeout"`
 }
 
 // DefaultKafkaConfig returns the documented defaults.
 func DefaultKafkaConfig() KafkaConfig {
 	return KafkaConfig{Enabled: true, ProducerConfig: kafka.DefaultProducerConfig(), CloseTimeout: 30 * time.Second,
-		TxnInterval: 100 * time.Millisecond, TxnMaxRecords: 5000}
+		TxnInterval: 100 * time.Millisecond, TxnMaxRecords: 5000, TxnTimeout: 10 * time.Second}
 }
 
 // Validate reports every invalid field by its config.yaml key.
@@ -52,6 +56,9 @@ func (c KafkaConfig) Validate() error {
 	}
 	if c.TxnInterval <= 0 {
 		errs = append(errs, errors.New("sink.kafka.txn_interval: must be positive"))
+	}
+	if c.TxnTimeout < time.Second || c.TxnTimeout < 2*c.TxnInterval {
+		errs = append(errs, errors.New("sink.kafka.txn_timeout: must be at least 1s and twice sink.kafka.txn_interval"))
 	}
 	if c.TxnMaxRecords < 1 {
 		errs = append(errs, fmt.Errorf("sink.kafka.txn_max_records: must be at least 1, got %d", c.TxnMaxRecords))

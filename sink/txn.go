@@ -59,7 +59,7 @@ func newTxnOutput(cfg KafkaConfig, brokers []string, sc *sarama.Config, topic, d
 		return nil, fmt.Errorf("sink.kafka: %w", err)
 	}
 	pc.Producer.Transaction.ID = cfg.TransactionalID
-	pc.Producer.Transaction.Timeout = max(time.Minute, 10*cfg.TxnInterval)
+	pc.Producer.Transaction.Timeout = cfg.TxnTimeout
 	pc.Producer.Return.Successes = false
 	p, err := sarama.NewAsyncProducer(brokers, &pc)
 	if err != nil {
