@@ -59,7 +59,14 @@ func Brokers(t testing.TB) []string {
 // Name returns a name unique to this test run, for topics and groups.
 func Name(t testing.TB, kind string) string {
 	t.Helper()
-	clean := strings.NewReplacer("/", "_", " ", "_", "#", "_").Replace(t.Name())
+	// Kafka topic names allow only ASCII alphanumerics, '.', '_' and '-'.
+	clean := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+			return r
+		}
+		return '_'
+	}, t.Name())
 	if len(clean) > 60 {
 		clean = clean[:60]
 	}
