@@ -12,6 +12,9 @@
 //	sink.dead_letters    meter of records written to the dead-letter topic
 //	sink.failed          counter of records nacked (only at a forced stop)
 //	sink.kafka.retries   counter of Kafka produce retries
+//	sink.kafka.txn_commits, sink.kafka.txn_aborts  exactly-once transactions
+//	sink.file.write_errors  counter of failed file/stdout writes (retried)
+//	sink.webhook.posts, sink.webhook.retries       webhook batches
 //	sink.latency         histogram of ingest-to-emit latency in microseconds
 package sink
 
@@ -70,22 +73,24 @@ type Config struct {
 	File FileConfig `mapstructure:"file"`
 	// Stdout writes enriched events as NDJSON to standard output. Default false.
 	Stdout bool `mapstructure:"stdout"`
+	// Webhook POSTs enriched events in NDJSON batches to an HTTP endpoint.
+	Webhook WebhookConfig `mapstructure:"webhook"`
 }
 
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
-	return Config{Kafka: DefaultKafkaConfig(), File: DefaultFileConfig()}
+	return Config{Kafka: DefaultKafkaConfig(), File: DefaultFileConfig(), Webhook: DefaultWebhookConfig()}
 }
 
 // Validate reports every invalid field by its config.yaml key.
 func (c Config) Validate() error {
 	var errs []error
-	errs = append(errs, c.Kafka.Validate(), c.File.Validate())
-	if c.Kafka.ExactlyOnce && (c.File.Path != "" || c.Stdout) {
-		errs = append(errs, errors.New("sink.kafka.exactly_once: the file and stdout outputs cannot take part in a transaction; turn them off"))
+	errs = append(errs, c.Kafka.Validate(), c.File.Validate(), c.Webhook.Validate())
+	if c.Kafka.ExactlyOnce && (c.File.Path != "" || c.Stdout || c.Webhook.URL != "") {
+		errs = append(errs, errors.New("sink.kafka.exactly_once: the file, stdout and webhook outputs cannot take part in a transaction; turn them off"))
 	}
-	if !c.Kafka.Enabled && c.File.Path == "" && !c.Stdout {
-		errs = append(errs, errors.New("sink: no output enabled; set sink.kafka.enabled, sink.file.path or sink.stdout"))
+	if !c.Kafka.Enabled && c.File.Path == "" && !c.Stdout && c.Webhook.URL == "" {
+		errs = append(errs, errors.New("sink: no output enabled; set sink.kafka.enabled, sink.file.path, sink.stdout or sink.webhook.url"))
 	}
 	return errors.Join(errs...)
 }
@@ -158,6 +163,14 @@ func New(cfg Config, brokers []string, producerCfg *sarama.Config, outputTopic, 
 	}
 	if cfg.Stdout {
 		s.outs = append(s.outs, newStdoutOutput(cfg.File, log, reg))
+	}
+	if cfg.Webhook.URL != "" {
+		w, err := newWebhookOutput(cfg.Webhook, log, reg)
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		s.outs = append(s.outs, w)
 	}
 	return s, nil
 }
