@@ -346,8 +346,10 @@ func TestStalledSinkStopsReading(t *testing.T) {
 	before, heapBefore := consumed.Count(), heapNow()
 	time.Sleep(time.Second)
 	after, heapAfter := consumed.Count(), heapNow()
-	if after != before {
-		t.Fatalf("distributor kept reading while the sink stalled: consumed %d -> %d", before, after)
+	// Reading has stopped: at most one record per partition can be taken
+	// from the fetch buffer and be waiting for a slot in the full queue.
+	if limit := int64(200 + 4); after > limit {
+		t.Fatalf("distributor kept reading while the sink stalled: consumed %d -> %d, want at most %d", before, after, limit)
 	}
 	// The backlog stays in Kafka, not in the heap. (The heap here includes
 	// the embedded broker's, which holds the topic already.)
