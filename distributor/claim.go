@@ -54,10 +54,11 @@ func (cs *claimState) received(off int64) {
 	cs.mu.Unlock()
 }
 
-// add records that off was parked and now awaits its acknowledgement.
-func (cs *claimState) add(off int64) {
+// add records that off, written at ts, was parked and now awaits its
+// acknowledgement.
+func (cs *claimState) add(off int64, ts time.Time) {
 	cs.mu.Lock()
-	cs.w.add(off)
+	cs.w.add(off, ts.UnixNano())
 	cs.mu.Unlock()
 	if cs.d.cfg.Ordered {
 		cs.omu.Lock()
@@ -205,6 +206,15 @@ func (cs *claimState) isFenced() bool {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	return cs.fenced
+}
+
+// oldest returns the timestamp of the oldest record read and not yet
+// passed by the watermark.
+func (cs *claimState) oldest() (time.Time, bool) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	ts, ok := cs.w.oldest()
+	return time.Unix(0, ts), ok
 }
 
 // watermark is the next offset to commit (-1 before the first ack).

@@ -61,6 +61,7 @@ type Distributor struct {
 	log       logrus.FieldLogger
 	reg       metrics.Registry
 	delay     atomic.Int64 // distributor.delay, tunable at run time
+	ready     atomic.Bool  // a group session is running and intake is open
 
 	claimsMu sync.Mutex
 	claims   map[*claimState]struct{}
@@ -122,6 +123,26 @@ func (d *Distributor) SetDelay(delay time.Duration) {
 	}
 }
 
+// Ready reports whether the distributor is consuming: Kafka answered and the
+// consumer group has been joined, and intake has not stopped. It stays true
+// through a rebalance of a running session. Safe for concurrent use.
+func (d *Distributor) Ready() bool { return d.ready.Load() }
+
+// Oldest returns the Kafka timestamp of the oldest record read and not yet
+// acknowledged (the record holding a partition's watermark), or the zero
+// time when nothing is in flight. Safe for concurrent use.
+func (d *Distributor) Oldest() time.Time {
+	d.claimsMu.Lock()
+	defer d.claimsMu.Unlock()
+	var oldest time.Time
+	for cs := range d.claims {
+		if t, ok := cs.oldest(); ok && (oldest.IsZero() || t.Before(oldest)) {
+			oldest = t
+		}
+	}
+	return oldest
+}
+
 // Lag returns how many records of the partitions this member owns are not
 // yet passed by their commit watermark (high-water mark minus watermark).
 func (d *Distributor) Lag() int64 {
@@ -168,7 +189,12 @@ func (d *Distributor) Run(ctx, intake context.Context, out chan<- *sink.Record) 
 func (d *Distributor) consume(ctx, intake context.Context, group sarama.ConsumerGroup) error {
 	go func() {
 		for err := range group.Errors() {
-			d.log.WithError(err).Warn("consumer group error")
+			log := d.log.WithError(err)
+			var ce *sarama.ConsumerError
+			if errors.As(err, &ce) {
+				log = log.WithFields(logrus.Fields{"topic": ce.Topic, "partition": ce.Partition})
+			}
+			log.Warn("consumer group error")
 		}
 	}()
 	// Sessions end at intake's end (drain and commit) or at ctx's (hard stop).
@@ -179,6 +205,9 @@ func (d *Distributor) consume(ctx, intake context.Context, group sarama.Consumer
 	h := &handler{d: d, hard: ctx.Done()}
 	for sessCtx.Err() == nil {
 		err := group.Consume(sessCtx, d.topics, h)
+		if err != nil {
+			d.ready.Store(false) // until the next session is set up
+		}
 		switch {
 		case errors.Is(err, sarama.ErrClosedConsumerGroup):
 			return nil
@@ -190,6 +219,7 @@ func (d *Distributor) consume(ctx, intake context.Context, group sarama.Consumer
 			}
 		}
 	}
+	d.ready.Store(false)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -241,7 +271,8 @@ type handler struct {
 	hard <-chan struct{}
 }
 
-func (h *handler) Setup(sarama.ConsumerGroupSession) error   { return nil }
+// Setup marks the distributor ready: the group has been joined.
+func (h *handler) Setup(sarama.ConsumerGroupSession) error   { h.d.ready.Store(true); return nil }
 func (h *handler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
 // ConsumeClaim reads one partition until the claim ends, then drains it.
@@ -339,7 +370,7 @@ func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.Cons
 	// acknowledgement is what moves the watermark.
 	j.item = it
 	d.inflight.Inc(1)
-	cs.add(m.Offset)
+	cs.add(m.Offset, m.Timestamp)
 	if perr != nil {
 		j.rec = j.deadLetterRecord(d, j.deadLetter)
 		d.dq.Complete(it)

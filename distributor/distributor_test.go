@@ -361,6 +361,12 @@ func TestStalledSinkStopsReading(t *testing.T) {
 	if items, _ := p.dq.InUse(); items > 200 {
 		t.Fatalf("delay queue holds %d items, cap 200", items)
 	}
+	if !p.d.Ready() {
+		t.Error("Ready() = false while consuming")
+	}
+	if o := p.d.Oldest(); o.IsZero() || time.Since(o) > time.Minute {
+		t.Errorf("Oldest() = %v while records are stalled, want the timestamp of the oldest unacknowledged record", o)
+	}
 	if got := p.d.InFlight(); got > 200 {
 		t.Fatalf("in flight = %d while stalled, want <= 200 (the delay queue bounds it)", got)
 	}
@@ -370,8 +376,12 @@ func TestStalledSinkStopsReading(t *testing.T) {
 	c.paused.Store(false)
 	eventually(t, 60*time.Second, "every id emitted after the sink recovered", func() bool { return c.distinct() == n })
 	c.wantIDs(t, 1, n)
+	eventually(t, 10*time.Second, "nothing left in flight", func() bool { return p.d.Oldest().IsZero() })
 	if err := p.shutdown(t); err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+	if p.d.Ready() {
+		t.Error("Ready() = true after Run returned")
 	}
 }
 

@@ -10,6 +10,7 @@ package distributor
 // over: it holds the watermark until the claim ends.
 type window struct {
 	offs   []int64 // read order; offs[head:] are in flight
+	ts     []int64 // parallel to offs: record timestamps, Unix nanoseconds
 	state  []uint8 // parallel to offs
 	head   int
 	next   int64 // offset to commit next; -1 until the first record is acked
@@ -27,15 +28,26 @@ func newWindow() *window { return &window{next: -1} }
 // inFlight is the number of records read but not yet passed by the watermark.
 func (w *window) inFlight() int { return len(w.offs) - w.head }
 
-// add records that off was read.
-func (w *window) add(off int64) {
+// add records that off, with timestamp ts (Unix nanoseconds), was read.
+func (w *window) add(off, ts int64) {
 	if w.head > 0 && w.head >= len(w.offs)/2 {
 		n := copy(w.offs, w.offs[w.head:])
+		copy(w.ts, w.ts[w.head:])
 		copy(w.state, w.state[w.head:])
-		w.offs, w.state, w.head = w.offs[:n], w.state[:n], 0
+		w.offs, w.ts, w.state, w.head = w.offs[:n], w.ts[:n], w.state[:n], 0
 	}
 	w.offs = append(w.offs, off)
+	w.ts = append(w.ts, ts)
 	w.state = append(w.state, pending)
+}
+
+// oldest returns the timestamp of the record holding the watermark: the
+// oldest one read and not yet passed. ok is false when none is in flight.
+func (w *window) oldest() (ts int64, ok bool) {
+	if w.head >= len(w.offs) {
+		return 0, false
+	}
+	return w.ts[w.head], true
 }
 
 // ack marks off acknowledged (ok) or failed (!ok) and reports whether the

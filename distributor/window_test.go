@@ -30,7 +30,7 @@ func TestWindow(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWindow()
 			for _, o := range tc.read {
-				w.add(o)
+				w.add(o, 0)
 			}
 			for _, a := range tc.acks {
 				w.ack(a.off, a.ok)
@@ -54,7 +54,7 @@ func checkWindow(t *testing.T, seed uint64, n int, failEvery int) {
 	for i := range offs {
 		o += 1 + int64(r.IntN(3)) // gaps
 		offs[i] = o
-		w.add(o)
+		w.add(o, 0)
 	}
 	state := map[int64]uint8{}
 	order := r.Perm(n)
