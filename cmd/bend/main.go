@@ -60,9 +60,33 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 			}
 			// sarama's one global, set only here: its chatter goes to debug.
 			sarama.Logger = saramaLogger(log)
-			sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			// The first SIGINT/SIGTERM drains; a second one stops at once.
+			sigs := make(chan os.Signal, 2)
+			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+			defer signal.Stop(sigs)
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			sigCtx, stop := context.WithCancel(context.Background())
 			defer stop()
-			if err := run(sigCtx, cfg, log, stderr); err != nil {
+			force, exited := make(chan struct{}), make(chan struct{})
+			defer close(exited)
+			go func() {
+				select {
+				case s := <-sigs:
+					log.WithField("signal", s.String()).Info("draining; send the signal again to stop at once")
+					stop()
+				case <-exited:
+					return
+				}
+				select {
+				case <-sigs:
+					close(force)
+				case <-exited:
+				}
+			}()
+			opts := runOptions{reloadable: true, configPath: cfgPath, hup: hup, force: force}
+			if err := runWith(sigCtx, cfg, log, stderr, opts); err != nil {
 				log.WithError(err).Error("bend stopped with an error")
 				return err
 			}
@@ -81,6 +105,9 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 			return nil
 		},
 	})
+	root.AddCommand(newStatusCmd(stdout))
+	root.AddCommand(newReplayCmd(stdout))
+	root.AddCommand(newFirehoseCmd(stdout, stderr))
 	root.AddCommand(&cobra.Command{
 		Use:   "version",
 		Short: "Print bend's version",

@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/bendstream/bend/distributor"
 	"github.com/bendstream/bend/enrich"
 	"github.com/bendstream/bend/ingest"
+	"github.com/bendstream/bend/internal/admin"
 	"github.com/bendstream/bend/internal/config"
 	"github.com/bendstream/bend/internal/kafka"
 	"github.com/bendstream/bend/internal/localbroker"
@@ -26,6 +29,24 @@ import (
 // shutdown_timeout, everything is cancelled. It returns nil after a clean
 // drain. progress receives the progress line.
 func run(ctx context.Context, cfg config.Config, log *logrus.Logger, progress io.Writer) error {
+	return runWith(ctx, cfg, log, progress, runOptions{})
+}
+
+// runOptions are what `bend run` adds to run.
+type runOptions struct {
+	// reloadable turns on configuration reload: when configPath ("" means
+	// ./config.yaml if present, as for config.Load) changes, on every value
+	// of hup, and on POST /admin/reload.
+	reloadable bool
+	configPath string
+	hup        <-chan os.Signal
+	// force, closed by a second SIGINT/SIGTERM, ends the drain at once.
+	force <-chan struct{}
+}
+
+// runWith is run with the options of `bend run`.
+func runWith(ctx context.Context, cfg config.Config, log *logrus.Logger, progress io.Writer, opts runOptions) error {
+	started, loaded := time.Now(), cfg // loaded: as read; reloads are compared with it
 	reg := metrics.NewRegistry()
 
 	brokers := cfg.Kafka.Brokers
@@ -48,7 +69,17 @@ func run(ctx context.Context, cfg config.Config, log *logrus.Logger, progress io
 		return err
 	}
 
-	enrichers, err := cfg.Enrich.Build()
+	if cfg.Sink.Kafka.ExactlyOnce {
+		// The sink commits offsets inside its transactions, which must
+		// hold each partition's records in order.
+		cfg.Distributor.Ordered = true
+		cfg.Distributor.ExternalCommit = true
+		if cfg.Sink.Kafka.TransactionalID == "" {
+			cfg.Sink.Kafka.TransactionalID = "bend-" + cfg.Distributor.Group
+		}
+		log.WithField("transactional_id", cfg.Sink.Kafka.TransactionalID).Info("exactly-once mode: outputs and offsets commit in Kafka transactions")
+	}
+	enrichers, err := cfg.Enrich.Build(log.WithField("stage", "enrich"), reg)
 	if err != nil {
 		return err
 	}
@@ -67,10 +98,28 @@ func run(ctx context.Context, cfg config.Config, log *logrus.Logger, progress io
 	if err != nil {
 		return err
 	}
-	ing, err := ingest.New(cfg.Ingest, brokers, sc, t.Input, log.WithField("stage", "ingest"), reg)
+	ing, err := ingest.New(cfg.Ingest, brokers, sc, t.Input, t.DeadLetter, log.WithField("stage", "ingest"), reg)
 	if err != nil {
 		return err
 	}
+
+	var reload func() error
+	var rl *config.Reloader
+	if opts.reloadable {
+		rl = config.NewReloader(opts.configPath, loaded, func(c config.Config) {
+			pool.SetWorkers(c.Enrich.Workers)
+			dist.SetDelay(c.Distributor.Delay)
+			if lvl, err := logrus.ParseLevel(c.Log.Level); err == nil {
+				log.SetLevel(lvl)
+			}
+		}, log.WithField("stage", "config"))
+		reload = rl.Reload
+	}
+	adm, err := admin.Start(cfg.Admin, reg, dist, reload, log.WithField("stage", "admin"))
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
 
 	root, hardStop := context.WithCancel(context.Background())
 	defer hardStop()
@@ -91,6 +140,10 @@ func run(ctx context.Context, cfg config.Config, log *logrus.Logger, progress io
 	if cfg.Progress > 0 {
 		g.Go(func() error { reportProgress(intake, cfg.Progress, reg, dist, progress); return nil })
 	}
+	if rl != nil {
+		g.Go(func() error { rl.Run(intake, opts.hup); return nil })
+	}
+	var forced atomic.Bool
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -102,18 +155,60 @@ func run(ctx context.Context, cfg config.Config, log *logrus.Logger, progress io
 			log.Warn("shutdown_timeout passed; forcing a stop, unacknowledged records will be redelivered")
 			hardStop()
 		})
+		select {
+		case <-opts.force:
+			forced.Store(true)
+			log.WithFields(logrus.Fields{"unacknowledged": dist.InFlight(), "parked": gaugeValue(reg, "delayqueue.len")}).
+				Warn("second signal: stopping at once; records read and not acknowledged will be redelivered from the committed offsets")
+			hardStop()
+		case <-root.Done():
+		}
 	}()
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) && root.Err() != nil {
-		return fmt.Errorf("drain did not finish within shutdown_timeout (%s)", cfg.ShutdownTimeout)
+		err = fmt.Errorf("drain did not finish within shutdown_timeout (%s)", cfg.ShutdownTimeout)
+		if forced.Load() {
+			err = errors.New("forced stop (second signal) before the drain finished")
+		}
+	}
+	logSummary(log, reg, dist, time.Since(started), err)
+	return err
+}
+
+// logSummary logs what a run did; after an unclean stop, also what is left
+// for redelivery.
+func logSummary(log logrus.FieldLogger, reg metrics.Registry, dist *distributor.Distributor, ran time.Duration, err error) {
+	count := func(name string) int64 {
+		switch m := reg.Get(name).(type) {
+		case metrics.Meter:
+			return m.Count()
+		case metrics.Counter:
+			return m.Count()
+		}
+		return 0
+	}
+	f := logrus.Fields{
+		"ran":          ran.Round(time.Second).String(),
+		"ingested":     count("ingest.published"),
+		"consumed":     count("distributor.consumed"),
+		"emitted":      count("sink.emitted"),
+		"dead_letters": count("sink.dead_letters"),
+		"retries":      count("distributor.retries"),
 	}
 	if err == nil {
-		log.WithFields(logrus.Fields{
-			"ingested": reg.Get("ingest.published").(metrics.Meter).Count(),
-			"emitted":  reg.Get("sink.emitted").(metrics.Meter).Count(),
-		}).Info("stopped cleanly")
+		log.WithFields(f).Info("stopped cleanly")
+		return
 	}
-	return err
+	f["unacknowledged"] = dist.InFlight()
+	log.WithFields(f).Warn("stopped before the drain finished; unacknowledged records will be redelivered from the committed offsets")
+}
+
+// gaugeValue returns a gauge's value, 0 if it is missing.
+func gaugeValue(reg metrics.Registry, name string) int64 {
+	if g, ok := reg.Get(name).(metrics.Gauge); ok {
+		return g.Value()
+	}
+	return 0
 }
 
 // reportProgress prints one line every interval until ctx ends.

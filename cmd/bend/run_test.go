@@ -36,6 +36,7 @@ func testConfig(t *testing.T, brokers []string, limit int64) config.Config {
 	cfg.Ingest.Synthetic.Seed = 1
 	cfg.Sink.File.Path = filepath.Join(t.TempDir(), "out.ndjson")
 	cfg.Progress = 0
+	cfg.Admin.Addr = "" // tests run side by side; no fixed port
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("test config invalid: %v", err)
 	}
@@ -218,6 +219,7 @@ func TestRestartKeepsBacklog(t *testing.T) {
 	cfg.Ingest.Synthetic.Seed = 1
 	cfg.Sink.File.Path = filepath.Join(t.TempDir(), "out.ndjson")
 	cfg.Progress = 0
+	cfg.Admin.Addr = ""
 	addr := []string{fmt.Sprintf("127.0.0.1:%d", cfg.Kafka.Embedded.Port)}
 
 	ctx, cancel := context.WithCancel(context.Background())

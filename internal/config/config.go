@@ -15,6 +15,7 @@ import (
 	"github.com/bendstream/bend/distributor"
 	"github.com/bendstream/bend/enrich"
 	"github.com/bendstream/bend/ingest"
+	"github.com/bendstream/bend/internal/admin"
 	"github.com/bendstream/bend/internal/kafka"
 	"github.com/bendstream/bend/sink"
 	"github.com/go-viper/mapstructure/v2"
@@ -31,6 +32,7 @@ type Config struct {
 	Enrich      enrich.Config      `mapstructure:"enrich"`
 	Sink        sink.Config        `mapstructure:"sink"`
 	Log         Log                `mapstructure:"log"`
+	Admin       admin.Config       `mapstructure:"admin"`
 	// Progress is how often `bend run` prints its progress line; 0 turns it off. Default 2s.
 	Progress time.Duration `mapstructure:"progress"`
 	// ShutdownTimeout bounds the drain after SIGINT/SIGTERM before a hard
@@ -57,6 +59,7 @@ func Default() Config {
 		Enrich:          enrich.DefaultConfig(),
 		Sink:            sink.DefaultConfig(),
 		Log:             Log{Level: "info", Format: "text"},
+		Admin:           admin.DefaultConfig(),
 		Progress:        2 * time.Second,
 		ShutdownTimeout: 30 * time.Second,
 	}
@@ -66,7 +69,7 @@ func Default() Config {
 func (c Config) Validate() error {
 	errs := []error{
 		c.Kafka.Validate(), c.Ingest.Validate(), c.Distributor.Validate(),
-		c.DelayQueue.Validate(), c.Enrich.Validate(), c.Sink.Validate(),
+		c.DelayQueue.Validate(), c.Enrich.Validate(), c.Sink.Validate(), c.Admin.Validate(),
 	}
 	if _, err := logrus.ParseLevel(c.Log.Level); err != nil {
 		errs = append(errs, fmt.Errorf("log.level: %w", err))

@@ -43,6 +43,8 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{"several bad values at once", "distributor:\n  delay: 0s\n  emitters: 0\ndelayqueue:\n  max_items: 0\n",
 			[]string{"distributor.delay", "distributor.emitters", "delayqueue.max_items"}},
 		{"bad log level", "log:\n  level: loud\n", []string{"log.level"}},
+		{"admin addr without port", "admin:\n  addr: localhost\n", []string{"admin.addr"}},
+		{"unknown admin key", "admin:\n  port: 9180\n", []string{"port"}},
 		{"bad enricher type", "enrich:\n  enrichers:\n    - name: x\n      type: magic\n", []string{"enrich.enrichers[0].type"}},
 		{"bad synthetic rate", "ingest:\n  synthetic:\n    rate: -1\n", []string{"rate"}},
 	} {

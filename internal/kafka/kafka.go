@@ -27,6 +27,10 @@ type Config struct {
 	Embedded localbroker.Config `mapstructure:"embedded"`
 	// Topics names the topics bend reads and writes.
 	Topics Topics `mapstructure:"topics"`
+	// TLS encrypts and authenticates the connections to Brokers. Default off.
+	TLS TLS `mapstructure:"tls"`
+	// SASL authenticates bend to Brokers. Default off.
+	SASL SASL `mapstructure:"sasl"`
 }
 
 // Topics names bend's topics and how bend creates them when they are missing.
@@ -77,7 +81,16 @@ func (c Config) Validate() error {
 	}
 	if len(c.Brokers) == 0 {
 		errs = append(errs, c.Embedded.Validate())
+		// The embedded broker listens in plaintext without authentication:
+		// a client set up for TLS or SASL could not talk to it.
+		if c.TLS.Enabled {
+			errs = append(errs, errors.New("kafka.tls.enabled: needs kafka.brokers (the embedded broker does not serve TLS)"))
+		}
+		if c.SASL.Mechanism != "" {
+			errs = append(errs, errors.New("kafka.sasl.mechanism: needs kafka.brokers (the embedded broker does not authenticate)"))
+		}
 	}
+	errs = append(errs, c.TLS.validate(), c.SASL.validate())
 	for key, v := range map[string]string{"input": c.Topics.Input, "output": c.Topics.Output, "dead_letter": c.Topics.DeadLetter} {
 		if v == "" {
 			errs = append(errs, fmt.Errorf("kafka.topics.%s: must not be empty", key))
@@ -92,7 +105,9 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Sarama returns the base client configuration every stage starts from.
+// Sarama returns the base client configuration every stage starts from,
+// with TLS and SASL set from the "kafka.tls" and "kafka.sasl" sections (it
+// reads their files: the CA, client certificate and password file).
 // reg receives sarama's own metrics; nil disables them.
 func (c Config) Sarama(reg metrics.Registry) (*sarama.Config, error) {
 	v, err := sarama.ParseKafkaVersion(c.Version)
@@ -109,6 +124,9 @@ func (c Config) Sarama(reg metrics.Registry) (*sarama.Config, error) {
 	}
 	sc.Metadata.RefreshFrequency = time.Minute
 	sc.Net.DialTimeout = 10 * time.Second
+	if err := c.applySecurity(sc); err != nil {
+		return nil, err
+	}
 	return sc, nil
 }
 

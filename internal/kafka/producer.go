@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -92,6 +93,7 @@ type Producer struct {
 	log     logrus.FieldLogger
 	sem     *semaphore.Weighted
 	retries metrics.Counter
+	warn    atomic.Int64 // failures since the last success, to rate-limit the log
 
 	giveUp  chan struct{} // closed when Close's deadline passed
 	wg      sync.WaitGroup
@@ -144,51 +146,70 @@ func (k *Producer) successes() {
 	defer k.wg.Done()
 	for m := range k.p.Successes() {
 		k.sem.Release(1)
-		m.Metadata.(Done)(nil)
+		switch d := m.Metadata.(type) {
+		case Done:
+			d(nil)
+		case *resend:
+			k.warn.Store(0) // the outage is over: log the next one's first failure
+			d.done(nil)
+		}
 	}
 }
 
-// errors re-sends every record Kafka rejected, with backoff, until it is
-// accepted or Close gives up.
+// errors re-sends every record Kafka rejected, each after its own backoff,
+// until it is accepted or Close gives up. The reader never sleeps, so one
+// outage's burst of failures is re-sent together once the broker is back.
 func (k *Producer) errors() {
 	defer k.wg.Done()
-	backoff := k.cfg.RetryBackoff
 	for pe := range k.p.Errors() {
 		k.retries.Inc(1)
 		m := pe.Msg
-		k.log.WithError(pe.Err).WithField("topic", m.Topic).Warnf("produce failed, re-sending in %s", backoff)
-		select {
-		case <-time.After(backoff):
-		case <-k.giveUp:
+		r, _ := m.Metadata.(*resend)
+		if r == nil {
+			r = &resend{done: m.Metadata.(Done), backoff: k.cfg.RetryBackoff}
+		} else {
+			r.backoff = min(2*r.backoff, 30*time.Second)
 		}
-		backoff = min(backoff*2, 30*time.Second)
-		select {
-		case <-k.giveUp:
-			k.sem.Release(1)
-			m.Metadata.(Done)(fmt.Errorf("producer closed before Kafka accepted the record: %w", pe.Err))
-			continue
-		default:
+		wait := r.backoff
+		if k.warn.Load() < 1 || k.retries.Count()%1000 == 0 {
+			// Log the first failure of an outage and then every 1000th.
+			k.log.WithError(pe.Err).WithField("topic", m.Topic).Warnf("produce failed, re-sending in %s", wait)
 		}
-		// Re-send from a goroutine: this reader must keep draining Errors
-		// or the producer would deadlock. At most MaxInFlight such
-		// goroutines exist, since each record still holds its slot.
-		m = &sarama.ProducerMessage{Topic: m.Topic, Key: m.Key, Value: m.Value, Headers: m.Headers, Timestamp: m.Timestamp, Metadata: m.Metadata}
+		k.warn.Add(1)
+		m = &sarama.ProducerMessage{Topic: m.Topic, Key: m.Key, Value: m.Value, Headers: m.Headers, Timestamp: m.Timestamp, Metadata: r}
+		// At most MaxInFlight such goroutines exist, since each record
+		// still holds its slot.
 		go func() {
 			defer func() {
 				// Input is closed once the client shut down.
 				if recover() != nil {
-					k.sem.Release(1)
-					m.Metadata.(Done)(errors.New("producer closed before Kafka accepted the record"))
+					k.giveUpRecord(r, pe.Err)
 				}
 			}()
 			select {
+			case <-time.After(wait):
+			case <-k.giveUp:
+				k.giveUpRecord(r, pe.Err)
+				return
+			}
+			select {
 			case k.p.Input() <- m:
 			case <-k.giveUp:
-				k.sem.Release(1)
-				m.Metadata.(Done)(errors.New("producer closed before Kafka accepted the record"))
+				k.giveUpRecord(r, pe.Err)
 			}
 		}()
 	}
+}
+
+// resend carries a re-sent record's callback and its current backoff.
+type resend struct {
+	done    Done
+	backoff time.Duration
+}
+
+func (k *Producer) giveUpRecord(r *resend, cause error) {
+	k.sem.Release(1)
+	r.done(fmt.Errorf("producer closed before Kafka accepted the record: %w", cause))
 }
 
 // Close waits until every record sent is acknowledged, or ctx ends, then

@@ -1,0 +1,359 @@
+// Package admin is bend's operator-facing HTTP server: metrics, health,
+// a live dashboard and admin actions, on admin.addr (default 127.0.0.1:9180).
+//
+// Endpoints:
+//
+//	GET  /              live dashboard (one embedded HTML page, no external assets)
+//	GET  /metrics       every metric of the registry in the Prometheus text format
+//	GET  /metrics.json  the derived figures (Snapshot) and every raw metric, as JSON
+//	GET  /history.json  the dashboard's charts over the last 5 minutes, one point a second
+//	GET  /healthz       200 while the process serves requests
+//	GET  /readyz        200 when bend is ready (Kafka reachable, consumer group joined), else 503
+//	POST /admin/reload  re-read the configuration file now, as SIGHUP does
+//	GET  /debug/pprof/  the Go profiler
+//
+// Prometheus names: a go-metrics name gets the prefix bend_, its dots and
+// dashes become underscores, and the variable parts of per-partition,
+// per-broker, per-topic, per-group and per-enricher names become labels
+// (distributor.partition.T.3.lag → bend_distributor_partition_lag{topic="T",partition="3"}).
+// Counters and meters are counters (suffix _total; a meter's "-rate" is
+// dropped: request-rate → bend_request_total); gauges are gauges; histograms
+// and timers are summaries. Times are in seconds: timers, sink.latency
+// (microseconds) and names ending in ms/us/ns are converted. The derived
+// figures bend_ready, bend_distributor_delay_seconds,
+// bend_oldest_unprocessed_age_seconds and bend_backlog_drain_seconds are
+// added.
+//
+// The admin server reads the registry and the pipeline; it changes nothing
+// but through the reload hook.
+package admin
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	metrics "github.com/rcrowley/go-metrics"
+	"github.com/sirupsen/logrus"
+)
+
+// Config is the "admin" section of config.yaml.
+type Config struct {
+	// Addr is the host:port the admin server listens on; "" turns it off.
+	// The endpoints include admin actions: bind it to a trusted interface.
+	// Default "127.0.0.1:9180".
+	Addr string `mapstructure:"addr"`
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config { return Config{Addr: "127.0.0.1:9180"} }
+
+// Validate reports every invalid field by its config.yaml key.
+func (c Config) Validate() error {
+	if c.Addr == "" {
+		return nil
+	}
+	if _, port, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("admin.addr: %w", err)
+	} else if port == "" {
+		return fmt.Errorf("admin.addr: %q has no port", c.Addr)
+	}
+	return nil
+}
+
+// Pipeline is the running pipeline as the admin server sees it beyond the
+// registry; *distributor.Distributor satisfies it. Its methods must be safe
+// for concurrent use.
+//
+// If it also has a method Ready() bool, /readyz uses it; otherwise bend is
+// ready while it owns at least one partition. If it has a method
+// Oldest() time.Time (the timestamp of the oldest record read and not yet
+// acknowledged, zero when none), its age is reported.
+type Pipeline interface {
+	// Lag returns the records of the owned partitions not yet passed by
+	// their commit watermarks.
+	Lag() int64
+	// InFlight returns the records read and not yet acknowledged.
+	InFlight() int64
+	// Delay returns distributor.delay as currently in force.
+	Delay() time.Duration
+}
+
+type readier interface{ Ready() bool }
+
+type oldester interface{ Oldest() time.Time }
+
+//go:embed dashboard.html
+var dashboard []byte
+
+// Server is a running admin server. Its methods are safe for concurrent use.
+type Server struct {
+	reg    metrics.Registry
+	p      Pipeline
+	reload func() error
+	log    logrus.FieldLogger
+	start  time.Time
+
+	ln   net.Listener
+	srv  *http.Server
+	stop chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+
+	mu      sync.Mutex
+	rates   map[string]*rateWindow
+	history []HistoryPoint // the last HistoryLen seconds, oldest first
+}
+
+// HistoryLen is how many one-second points /history.json keeps.
+const HistoryLen = 300
+
+// HistoryPoint is one second of the dashboard's charts.
+type HistoryPoint struct {
+	Time     time.Time `json:"time"`
+	Ingested float64   `json:"ingested"` // per second
+	Emitted  float64   `json:"emitted"`  // per second
+	Lag      int64     `json:"lag"`
+	Parked   int64     `json:"parked"`
+	InFlight int64     `json:"in_flight"`
+}
+
+// Start listens on cfg.Addr and serves until Close. reg is the pipeline's
+// registry, p the pipeline; reload, if not nil, backs POST /admin/reload.
+// With an empty cfg.Addr it returns a Server that serves nothing. An
+// address that cannot be bound is an error.
+func Start(cfg Config, reg metrics.Registry, p Pipeline, reload func() error, log logrus.FieldLogger) (*Server, error) {
+	s := &Server{reg: reg, p: p, reload: reload, log: log, start: time.Now(), stop: make(chan struct{}),
+		rates: map[string]*rateWindow{}}
+	for _, n := range rated {
+		s.rates[n] = &rateWindow{span: RateWindow}
+	}
+	if cfg.Addr == "" {
+		return s, nil
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin.addr: %w (choose another address, or \"\" to turn the admin server off)", err)
+	}
+	s.ln = ln
+	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	s.sample(time.Now())
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.WithError(err).Error("admin server stopped")
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.sampleEvery(time.Second)
+	}()
+	log.WithField("addr", "http://"+ln.Addr().String()+"/").Info("admin server listening (dashboard, /metrics, /healthz, /readyz)")
+	return s, nil
+}
+
+// Addr returns the address the server listens on, or nil when it is off.
+func (s *Server) Addr() net.Addr {
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Close stops the server: it stops accepting, gives requests in progress
+// up to 2s, and returns after its goroutines exited. Idempotent.
+func (s *Server) Close() error {
+	var err error
+	s.once.Do(func() {
+		close(s.stop)
+		if s.srv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			err = s.srv.Shutdown(ctx)
+		}
+		s.wg.Wait()
+	})
+	return err
+}
+
+// sampleEvery samples the rated counts every interval until Close.
+func (s *Server) sampleEvery(interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case now := <-t.C:
+			s.sample(now)
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+// sample records the rated counts and a history point.
+func (s *Server) sample(now time.Time) {
+	hp := HistoryPoint{Time: now, Parked: gauge(s.reg, "delayqueue.len")}
+	if s.p != nil {
+		hp.Lag, hp.InFlight = s.p.Lag(), s.p.InFlight()
+	}
+	counts := map[string]int64{}
+	for _, n := range rated {
+		counts[n] = count(s.reg, n)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for n, w := range s.rates {
+		w.add(now, counts[n])
+	}
+	hp.Ingested, hp.Emitted = s.rates["ingest.published"].rate(), s.rates["sink.emitted"].rate()
+	if len(s.history) == HistoryLen {
+		s.history = append(s.history[:0], s.history[1:]...)
+	}
+	s.history = append(s.history, hp)
+}
+
+// History returns the points of the last HistoryLen seconds, oldest first.
+func (s *Server) History() []HistoryPoint {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.history)
+}
+
+// Handler returns the server's endpoints, for tests and for mounting
+// elsewhere.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = w.Write(dashboard)
+	})
+	mux.HandleFunc("GET /metrics", s.serveProm)
+	mux.HandleFunc("GET /metrics.json", s.serveJSON)
+	mux.HandleFunc("GET /history.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		h := s.History()
+		if h == nil {
+			h = []HistoryPoint{}
+		}
+		_ = json.NewEncoder(w).Encode(h)
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.ready() {
+			http.Error(w, "not ready: Kafka unreachable or consumer group not joined", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.HandleFunc("POST /admin/reload", func(w http.ResponseWriter, _ *http.Request) {
+		if s.reload == nil {
+			http.Error(w, "reload is not available (no configuration file)", http.StatusNotImplemented)
+			return
+		}
+		if err := s.reload(); err != nil {
+			http.Error(w, "reload rejected: "+err.Error(), http.StatusUnprocessableEntity)
+			return
+		}
+		_, _ = w.Write([]byte("reloaded\n"))
+	})
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+// ready reports readiness: the pipeline's own Ready if it has one, else
+// whether it owns a partition (it has joined the group and fetched
+// metadata, so Kafka was reachable).
+func (s *Server) ready() bool {
+	if r, ok := s.p.(readier); ok {
+		return r.Ready()
+	}
+	owns := false
+	s.reg.Each(func(name string, _ any) {
+		if strings.HasPrefix(name, "distributor.partition.") {
+			owns = true
+		}
+	})
+	return owns
+}
+
+// Snapshot returns the current figures; raw adds every metric.
+func (s *Server) Snapshot(raw bool) Snapshot {
+	now := time.Now()
+	snap := fromRegistry(s.reg, raw)
+	snap.Time = now
+	snap.UptimeSeconds = now.Sub(s.start).Seconds()
+	snap.Ready = s.ready()
+	if s.p != nil {
+		snap.Lag = s.p.Lag()
+		snap.InFlight = s.p.InFlight()
+		snap.DelaySeconds = s.p.Delay().Seconds()
+		if o, ok := s.p.(oldester); ok {
+			if t := o.Oldest(); !t.IsZero() {
+				age := max(now.Sub(t).Seconds(), 0)
+				snap.OldestAgeSeconds = &age
+			}
+		}
+	}
+	s.mu.Lock()
+	snap.Rates = Rates{
+		Ingested:    s.rates["ingest.published"].rate(),
+		Consumed:    s.rates["distributor.consumed"].rate(),
+		Emitted:     s.rates["sink.emitted"].rate(),
+		DeadLetters: s.rates["sink.dead_letters"].rate(),
+		Retries:     s.rates["distributor.retries"].rate(),
+	}
+	s.mu.Unlock()
+	snap.DrainSeconds = drainSeconds(snap.Lag, snap.InFlight, snap.Rates)
+	return snap
+}
+
+func (s *Server) serveJSON(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if err := json.NewEncoder(w).Encode(s.Snapshot(true)); err != nil {
+		s.log.WithError(err).Debug("writing /metrics.json")
+	}
+}
+
+func (s *Server) serveProm(w http.ResponseWriter, _ *http.Request) {
+	fs := collect(s.reg)
+	snap := s.Snapshot(false)
+	ready := 0.0
+	if snap.Ready {
+		ready = 1
+	}
+	fs.add("bend_ready", "gauge", "1 when bend is ready (what /readyz answers)", point{value: ready})
+	if s.p != nil {
+		fs.add("bend_distributor_delay_seconds", "gauge", "distributor.delay as currently in force", point{value: snap.DelaySeconds})
+	}
+	if snap.OldestAgeSeconds != nil {
+		fs.add("bend_oldest_unprocessed_age_seconds", "gauge", "age of the oldest record read and not yet acknowledged",
+			point{value: *snap.OldestAgeSeconds})
+	}
+	if snap.DrainSeconds != nil {
+		fs.add("bend_backlog_drain_seconds", "gauge", "estimated time to drain the backlog at the current rates",
+			point{value: *snap.DrainSeconds})
+	}
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	if err := fs.write(w); err != nil {
+		s.log.WithError(err).Debug("writing /metrics")
+	}
+}
