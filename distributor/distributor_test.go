@@ -18,6 +18,7 @@ import (
 	"github.com/bendstream/bend/enrich"
 	"github.com/bendstream/bend/internal/activity"
 	"github.com/bendstream/bend/internal/kafkatest"
+	"github.com/bendstream/bend/internal/testutil"
 	"github.com/bendstream/bend/sink"
 	metrics "github.com/rcrowley/go-metrics"
 	"github.com/sirupsen/logrus"
@@ -240,16 +241,8 @@ func (p *pipeline) shutdown(t *testing.T) error {
 	}
 }
 
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+// eventually is testutil.Eventually.
+var eventually = testutil.Eventually
 
 // committedAll reports whether group's commits cover every record of topic.
 func committedAll(t *testing.T, brokers []string, group, topic string) bool {

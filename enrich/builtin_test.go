@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bendstream/bend/internal/activity"
+	"github.com/bendstream/bend/internal/testutil"
 	"github.com/go-viper/mapstructure/v2"
 	metrics "github.com/rcrowley/go-metrics"
 	"github.com/spf13/viper"
@@ -39,17 +40,8 @@ func enrichWithin(e Enricher, timeout time.Duration, a *activity.Fields) (json.R
 	return e.Enrich(ctx, a)
 }
 
-// eventually polls cond until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// eventually is testutil.Eventually.
+var eventually = testutil.Eventually
 
 func count(reg metrics.Registry, name string) int64 {
 	if c, ok := reg.Get(name).(metrics.Counter); ok {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/bendstream/bend/internal/kafkatest"
+	"github.com/bendstream/bend/internal/testutil"
 	metrics "github.com/rcrowley/go-metrics"
 	"github.com/sirupsen/logrus"
 )
@@ -108,17 +109,8 @@ func (h *harness) counter(name string) int64 {
 	return -1
 }
 
-// eventually polls cond until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+// eventually is testutil.Eventually.
+var eventually = testutil.Eventually
 
 // event returns a valid event of about 300 bytes with id act-<i>.
 func event(i int) string {

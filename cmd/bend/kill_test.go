@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -9,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -52,37 +50,19 @@ func produceInput(t *testing.T, brokers []string, topic string, n int) {
 // bendProcess is bend running as a child process.
 type bendProcess struct {
 	cmd *exec.Cmd
-	log *childLog
+	log *lockedWriter
 }
 
 func startBend(t *testing.T, cfgPath string) *bendProcess {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "run", "--config", cfgPath)
 	cmd.Env = append(os.Environ(), "BEND_TEST_MAIN=1")
-	log := &childLog{}
+	log := &lockedWriter{}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting bend: %v", err)
 	}
 	return &bendProcess{cmd: cmd, log: log}
-}
-
-// childLog is a bytes.Buffer safe for a child's concurrent writes.
-type childLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *childLog) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *childLog) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestKillRestart SIGKILLs a bend process at random points while it drains

@@ -16,6 +16,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/bendstream/bend/internal/config"
 	"github.com/bendstream/bend/internal/kafkatest"
+	"github.com/bendstream/bend/internal/testutil"
 	"github.com/sirupsen/logrus"
 )
 
@@ -132,17 +133,8 @@ func committed(t *testing.T, brokers []string, group, topic string) (sum, hwm in
 	return sum, hwm
 }
 
-// eventually polls cond until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+// eventually is testutil.Eventually.
+var eventually = testutil.Eventually
 
 func wantAllIDs(t *testing.T, where string, ids map[string]int, n int) {
 	t.Helper()

@@ -107,9 +107,11 @@ func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 func (t TLS) validate() error {
 	if !t.Enabled {
 		var errs []error
-		for key, v := range map[string]string{"ca_file": t.CAFile, "cert_file": t.CertFile, "key_file": t.KeyFile, "server_name": t.ServerName} {
-			if v != "" {
-				errs = append(errs, fmt.Errorf("kafka.tls.%s: set, but kafka.tls.enabled is false", key))
+		for _, f := range []struct{ key, v string }{
+			{"ca_file", t.CAFile}, {"cert_file", t.CertFile}, {"key_file", t.KeyFile}, {"server_name", t.ServerName},
+		} {
+			if f.v != "" {
+				errs = append(errs, fmt.Errorf("kafka.tls.%s: set, but kafka.tls.enabled is false", f.key))
 			}
 		}
 		if t.InsecureSkipVerify {
@@ -151,9 +153,9 @@ func (t TLS) config() (*tls.Config, error) {
 	case t.KeyFile == "":
 		errs = append(errs, errors.New("kafka.tls.key_file: required with kafka.tls.cert_file"))
 	default:
-		for key, path := range map[string]string{"cert_file": t.CertFile, "key_file": t.KeyFile} {
-			if _, err := os.Stat(path); err != nil {
-				errs = append(errs, fmt.Errorf("kafka.tls.%s: %w", key, err))
+		for _, f := range []struct{ key, path string }{{"cert_file", t.CertFile}, {"key_file", t.KeyFile}} {
+			if _, err := os.Stat(f.path); err != nil {
+				errs = append(errs, fmt.Errorf("kafka.tls.%s: %w", f.key, err))
 			}
 		}
 		if len(errs) > 0 {

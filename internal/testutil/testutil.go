@@ -1,0 +1,20 @@
+// Package testutil holds small helpers shared by bend's tests.
+package testutil
+
+import (
+	"testing"
+	"time"
+)
+
+// Eventually polls cond every 10ms until it holds, failing t with what was
+// awaited if timeout passes first. It never sleeps longer than needed.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
