@@ -12,6 +12,8 @@
 //	POST /admin/reload  re-read the configuration file now, as SIGHUP does
 //	GET  /debug/pprof/  the Go profiler
 //
+// With admin.token set, the last two need "Authorization: Bearer <token>".
+//
 // Prometheus names: a go-metrics name gets the prefix bend_, its dots and
 // dashes become underscores, and the variable parts of per-partition,
 // per-broker, per-topic, per-group and per-enricher names become labels
@@ -30,6 +32,7 @@ package admin
 
 import (
 	"context"
+	"crypto/subtle"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -52,7 +55,24 @@ type Config struct {
 	// The endpoints include admin actions: bind it to a trusted interface.
 	// Default "127.0.0.1:9180".
 	Addr string `mapstructure:"addr"`
+	// Token, when set, is the bearer token required by the admin actions
+	// (POST /admin/reload) and the profiler (/debug/pprof/); the dashboard,
+	// metrics and probes stay readable without it. Set it from the
+	// environment (BEND_ADMIN_TOKEN) rather than the file. Default "".
+	Token string `mapstructure:"token"`
 }
+
+// String redacts the token.
+func (c Config) String() string {
+	tok := ""
+	if c.Token != "" {
+		tok = "[redacted]"
+	}
+	return fmt.Sprintf("{Addr:%s Token:%s}", c.Addr, tok)
+}
+
+// GoString redacts the token.
+func (c Config) GoString() string { return "admin.Config" + c.String() }
 
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config { return Config{Addr: "127.0.0.1:9180"} }
@@ -102,6 +122,7 @@ type Server struct {
 	reload func() error
 	log    logrus.FieldLogger
 	start  time.Time
+	token  string
 
 	ln   net.Listener
 	srv  *http.Server
@@ -132,7 +153,7 @@ type HistoryPoint struct {
 // With an empty cfg.Addr it returns a Server that serves nothing. An
 // address that cannot be bound is an error.
 func Start(cfg Config, reg metrics.Registry, p Pipeline, reload func() error, log logrus.FieldLogger) (*Server, error) {
-	s := &Server{reg: reg, p: p, reload: reload, log: log, start: time.Now(), stop: make(chan struct{}),
+	s := &Server{reg: reg, p: p, reload: reload, log: log, start: time.Now(), stop: make(chan struct{}), token: cfg.Token,
 		rates: map[string]*rateWindow{}}
 	for _, n := range rated {
 		s.rates[n] = &rateWindow{span: RateWindow}
@@ -259,7 +280,7 @@ func (s *Server) Handler() http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	mux.HandleFunc("POST /admin/reload", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("POST /admin/reload", s.authorized(func(w http.ResponseWriter, _ *http.Request) {
 		if s.reload == nil {
 			http.Error(w, "reload is not available (no configuration file)", http.StatusNotImplemented)
 			return
@@ -269,13 +290,30 @@ func (s *Server) Handler() http.Handler {
 			return
 		}
 		_, _ = w.Write([]byte("reloaded\n"))
-	})
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}))
+	mux.HandleFunc("/debug/pprof/", s.authorized(pprof.Index))
+	mux.HandleFunc("/debug/pprof/cmdline", s.authorized(pprof.Cmdline))
+	mux.HandleFunc("/debug/pprof/profile", s.authorized(pprof.Profile))
+	mux.HandleFunc("/debug/pprof/symbol", s.authorized(pprof.Symbol))
+	mux.HandleFunc("/debug/pprof/trace", s.authorized(pprof.Trace))
 	return mux
+}
+
+// authorized wraps h so that, when admin.token is set, requests without
+// "Authorization: Bearer <token>" get 401. The comparison takes constant time.
+func (s *Server) authorized(h http.HandlerFunc) http.HandlerFunc {
+	if s.token == "" {
+		return h
+	}
+	want := []byte("Bearer " + s.token)
+	return func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", "Bearer")
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		h(w, r)
+	}
 }
 
 // ready reports readiness: the pipeline's own Ready if it has one, else

@@ -3,6 +3,7 @@ package admin
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -291,5 +292,44 @@ func TestHistoryIsBounded(t *testing.T) {
 	}
 	if first, last := h[0], h[len(h)-1]; first.Lag != 50 || last.Lag != HistoryLen+49 || last.Ingested != 10 {
 		t.Errorf("history spans lag %d..%d with last rate %g, want 50..%d and 10/s", first.Lag, last.Lag, last.Ingested, HistoryLen+49)
+	}
+}
+
+// TestTokenGuardsActions: with admin.token set, reload and the profiler need
+// the bearer token; the dashboard, metrics and probes do not.
+func TestTokenGuardsActions(t *testing.T) {
+	reloads := 0
+	s, err := Start(Config{Token: "t0k"}, metrics.NewRegistry(), nil, func() error { reloads++; return nil }, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	h := s.Handler()
+	for _, tc := range []struct {
+		method, path, auth string
+		want               int
+	}{
+		{"POST", "/admin/reload", "", http.StatusUnauthorized},
+		{"POST", "/admin/reload", "Bearer wrong", http.StatusUnauthorized},
+		{"POST", "/admin/reload", "Bearer t0k", http.StatusOK},
+		{"GET", "/debug/pprof/", "", http.StatusUnauthorized},
+		{"GET", "/healthz", "", http.StatusOK},
+		{"GET", "/metrics", "", http.StatusOK},
+	} {
+		req := httptest.NewRequest(tc.method, tc.path, nil)
+		if tc.auth != "" {
+			req.Header.Set("Authorization", tc.auth)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != tc.want {
+			t.Errorf("%s %s (auth %q) = %d, want %d", tc.method, tc.path, tc.auth, rec.Code, tc.want)
+		}
+	}
+	if reloads != 1 {
+		t.Errorf("reloads = %d, want 1 (only the authorised request)", reloads)
+	}
+	if strings.Contains(fmt.Sprintf("%v %+v %#v", Config{Token: "t0k"}, Config{Token: "t0k"}, Config{Token: "t0k"}), "t0k") {
+		t.Error("the admin token is printed")
 	}
 }
