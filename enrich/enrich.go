@@ -108,11 +108,14 @@ type Config struct {
 	// Enrichers lists the enrichments computed for every activity, in the
 	// order they appear in the emitted event. Default: one optional "stats".
 	Enrichers []Spec `mapstructure:"enrichers"`
+	// Remote serves the task queue to `bend work` processes; off by default.
+	Remote RemoteConfig `mapstructure:"remote"`
 }
 
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
-	return Config{Workers: 4, QueueSize: 1024, Enrichers: []Spec{{Name: "stats", Type: "stats", Timeout: time.Second, MaxAttempts: 3, Backoff: 100 * time.Millisecond}}}
+	return Config{Workers: 4, QueueSize: 1024, Enrichers: []Spec{{Name: "stats", Type: "stats", Timeout: time.Second, MaxAttempts: 3, Backoff: 100 * time.Millisecond}},
+		Remote: DefaultRemoteConfig()}
 }
 
 // Validate reports every invalid field by its config.yaml key.
@@ -123,6 +126,9 @@ func (c Config) Validate() error {
 	}
 	if c.QueueSize < 1 {
 		errs = append(errs, fmt.Errorf("enrich.queue_size: must be at least 1, got %d", c.QueueSize))
+	}
+	if err := c.Remote.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	seen := map[string]bool{}
 	for i, s := range c.Enrichers {

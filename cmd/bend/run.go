@@ -120,6 +120,10 @@ func runWith(ctx context.Context, cfg config.Config, log *logrus.Logger, progres
 		return err
 	}
 	defer adm.Close()
+	serveRemote, err := listenRemote(cfg.Enrich, work, enrichers, log.WithField("stage", "enrich.remote"), reg)
+	if err != nil {
+		return err
+	}
 
 	root, hardStop := context.WithCancel(context.Background())
 	defer hardStop()
@@ -136,6 +140,7 @@ func runWith(ctx context.Context, cfg config.Config, log *logrus.Logger, progres
 		return dist.Run(gctx, intake, records)
 	})
 	g.Go(func() error { return pool.Run(workCtx, work) })
+	g.Go(func() error { return serveRemote(workCtx) }) // remote workers share work with pool
 	g.Go(func() error { return snk.Run(gctx, records) })
 	if cfg.Progress > 0 {
 		g.Go(func() error { reportProgress(intake, cfg.Progress, reg, dist, progress); return nil })

@@ -1,0 +1,707 @@
+package enrich
+
+// Remote workers: the distributor's enrichment tasks served over HTTP, so
+// that `bend work` processes on other machines pull from the same bounded
+// Queue as the in-process Pool.
+//
+// Protocol (JSON over HTTP, every request with "Authorization: Bearer TOKEN"):
+//
+//	POST /v1/work/lease      {"max":N,"wait_ms":W,"enrichers":["name",...]}
+//	                         -> {"ttl_ms":T,"tasks":[{"lease":"id","enricher":"name","attempt":k,"activity":{...}}]}
+//	                         Waits up to W ms (at most 30s) for the first task, then
+//	                         takes up to N-1 more without waiting; no task: an empty list.
+//	                         409 if the worker lacks one of the distributor's enrichers.
+//	POST /v1/work/heartbeat  {"leases":["id",...]} -> {"lost":["id",...]}
+//	                         Extends each lease held to now+T; lost ones were re-queued.
+//	POST /v1/work/results    [{"lease":"id","value":<json>,"error":"..."}] -> {"accepted":n,"stale":m}
+//	                         A non-empty error is a failed attempt; otherwise value is the result.
+//
+// A lease neither answered nor heartbeated within T puts its task back on the
+// queue, unchanged (same attempt): a worker that dies loses no enrichment.
+// Its result, if it comes later, is stale and ignored, so each attempt is
+// reported exactly once.
+//
+// Metrics:
+//
+//	enrich.remote.leased   counter of tasks handed to remote workers
+//	enrich.remote.expired  counter of leases that expired; their tasks were re-queued
+//	enrich.remote.results  counter of results accepted and reported
+//	enrich.remote.stale    counter of results for unknown or expired leases, ignored
+//	enrich.remote.leases   gauge of leases held now
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bendstream/bend/internal/activity"
+	metrics "github.com/rcrowley/go-metrics"
+	"github.com/sirupsen/logrus"
+)
+
+// RemoteConfig is the "enrich.remote" section of config.yaml: the server
+// from which `bend work` processes lease tasks.
+type RemoteConfig struct {
+	// Addr is the host:port the task server listens on, apart from the
+	// admin server; "" turns remote workers off. Default "".
+	Addr string `mapstructure:"addr"`
+	// Token is the bearer token workers must send. Required when Addr is
+	// set, unless AllowAnonymous. Prefer the environment
+	// (BEND_ENRICH_REMOTE_TOKEN) to the file; it is never logged. Default "".
+	Token string `mapstructure:"token"`
+	// AllowAnonymous accepts workers without a token when Token is empty,
+	// for trusted networks only; bend logs a warning. Default false.
+	AllowAnonymous bool `mapstructure:"allow_anonymous"`
+	// Lease is how long a leased task stays with its worker without a
+	// heartbeat or a result before it goes back on the queue. Default 10s.
+	Lease time.Duration `mapstructure:"lease"`
+	// MaxBatch caps the tasks one lease request receives. Default 64.
+	MaxBatch int `mapstructure:"max_batch"`
+}
+
+// DefaultRemoteConfig returns the documented defaults.
+func DefaultRemoteConfig() RemoteConfig {
+	return RemoteConfig{Lease: 10 * time.Second, MaxBatch: 64}
+}
+
+// Validate reports every invalid field by its config.yaml key.
+func (c RemoteConfig) Validate() error {
+	if c.Addr == "" {
+		return nil // the task server is off; its other keys are unused
+	}
+	var errs []error
+	{
+		if _, port, err := net.SplitHostPort(c.Addr); err != nil {
+			errs = append(errs, fmt.Errorf("enrich.remote.addr: %w", err))
+		} else if port == "" {
+			errs = append(errs, fmt.Errorf("enrich.remote.addr: %q has no port", c.Addr))
+		}
+		if c.Token == "" && !c.AllowAnonymous {
+			errs = append(errs, errors.New("enrich.remote.token: required when enrich.remote.addr is set (or set enrich.remote.allow_anonymous)"))
+		}
+	}
+	if c.Lease <= 0 {
+		errs = append(errs, fmt.Errorf("enrich.remote.lease: must be positive, got %s", c.Lease))
+	}
+	if c.MaxBatch < 1 {
+		errs = append(errs, fmt.Errorf("enrich.remote.max_batch: must be at least 1, got %d", c.MaxBatch))
+	}
+	return errors.Join(errs...)
+}
+
+const (
+	// maxLongPoll caps a lease request's wait_ms.
+	maxLongPoll = 30 * time.Second
+	// maxRequestBytes bounds lease and heartbeat bodies.
+	maxRequestBytes = 1 << 20
+	// maxResultsBytes bounds a results body.
+	maxResultsBytes = 64 << 20
+)
+
+// Wire types of the protocol (see the comment at the top of this file).
+type (
+	leaseRequest struct {
+		Max       int      `json:"max"`
+		WaitMS    int      `json:"wait_ms"`
+		Enrichers []string `json:"enrichers,omitempty"`
+	}
+	leaseResponse struct {
+		TTLMS int64        `json:"ttl_ms"`
+		Tasks []remoteTask `json:"tasks"`
+	}
+	remoteTask struct {
+		Lease    string           `json:"lease"`
+		Enricher string           `json:"enricher"`
+		Attempt  int              `json:"attempt"`
+		Activity *activity.Fields `json:"activity"`
+	}
+	heartbeatRequest struct {
+		Leases []string `json:"leases"`
+	}
+	heartbeatResponse struct {
+		Lost []string `json:"lost"`
+	}
+	remoteResult struct {
+		Lease string          `json:"lease"`
+		Value json.RawMessage `json:"value,omitempty"`
+		Error string          `json:"error,omitempty"`
+	}
+	resultsResponse struct {
+		Accepted int `json:"accepted"`
+		Stale    int `json:"stale"`
+	}
+)
+
+// lease is one task held by a remote worker.
+type lease struct {
+	t        *Task
+	deadline time.Time
+}
+
+// Server serves the task Queue to remote workers: it is an http.Handler
+// for the /v1/work/ endpoints, and Run re-queues expired leases. Its
+// methods are safe for concurrent use.
+//
+// Leases live only in the Server's memory. When Run returns (the
+// distributor is stopping), outstanding leases are dropped: their
+// activities are not lost, because their offsets are not committed until
+// the sink acknowledges them, so Kafka redelivers them to the next run.
+type Server struct {
+	q      Queue
+	names  []string
+	token  string
+	ttl    time.Duration
+	batch  int
+	log    logrus.FieldLogger
+	stop   chan struct{} // closed when Run returns
+	stopMu sync.Once
+
+	leased, expired, results, stale metrics.Counter
+
+	mu     sync.Mutex
+	leases map[string]*lease
+}
+
+// NewServer returns a Server handing out tasks of q, whose Enricher fields
+// index enrichers (the distributor's). It validates cfg; an empty token
+// with AllowAnonymous is logged as a warning. reg receives the metrics
+// listed above.
+func NewServer(cfg RemoteConfig, q Queue, enrichers []Resolved, log logrus.FieldLogger, reg metrics.Registry) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{q: q, token: cfg.Token, ttl: cfg.Lease, batch: cfg.MaxBatch, log: log,
+		stop: make(chan struct{}), leases: map[string]*lease{},
+		leased:  metrics.GetOrRegisterCounter("enrich.remote.leased", reg),
+		expired: metrics.GetOrRegisterCounter("enrich.remote.expired", reg),
+		results: metrics.GetOrRegisterCounter("enrich.remote.results", reg),
+		stale:   metrics.GetOrRegisterCounter("enrich.remote.stale", reg),
+	}
+	for _, e := range enrichers {
+		s.names = append(s.names, e.Name)
+	}
+	reg.GetOrRegister("enrich.remote.leases", metrics.NewFunctionalGauge(func() int64 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return int64(len(s.leases))
+	}))
+	if s.token == "" {
+		log.Warn("enrich.remote: no token; any client that reaches enrich.remote.addr can lease tasks and post results")
+	}
+	return s, nil
+}
+
+// Serve serves the endpoints on ln and runs Run until ctx ends, then
+// closes ln, gives requests in progress up to 2s and returns nil after
+// both stopped. Outstanding leases are dropped (see Server).
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	runErr := s.Run(ctx) // closes s.stop: long polls return at once
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx) // a request still running after 2s is cut; its lease is dropped anyway
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("enrich.remote: serving: %w", err)
+	}
+	return runErr
+}
+
+// Run puts the tasks of expired leases back on the queue until ctx ends,
+// then stops the Server: long polls return, later requests get 503, and
+// outstanding leases are dropped. A re-queue blocks while the queue is
+// full. Run returns nil; it must be called once.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.stopMu.Do(func() { close(s.stop) })
+	tick := time.NewTicker(max(s.ttl/4, 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.mu.Lock()
+			if n := len(s.leases); n > 0 {
+				s.log.WithField("leases", n).Info("enrich.remote: stopping; outstanding leases dropped, their records will be redelivered")
+			}
+			clear(s.leases)
+			s.mu.Unlock()
+			return nil
+		case now := <-tick.C:
+			expired := s.expire(now)
+			if len(expired) > 0 {
+				s.log.WithField("tasks", len(expired)).Warn("enrich.remote: leases expired (a worker died or stalled); re-queuing their tasks")
+			}
+			for _, t := range expired {
+				if s.q.Push(ctx, t) != nil {
+					break // stopping: the ctx.Done case drops the rest
+				}
+			}
+		}
+	}
+}
+
+// expire removes and returns the tasks of the leases past their deadline.
+func (s *Server) expire(now time.Time) []*Task {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*Task
+	for id, l := range s.leases {
+		if now.After(l.deadline) {
+			delete(s.leases, id)
+			out = append(out, l.t)
+		}
+	}
+	s.expired.Inc(int64(len(out)))
+	return out
+}
+
+// ServeHTTP serves the /v1/work/ endpoints.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="bend"`)
+		http.Error(w, "missing or bad bearer token", http.StatusUnauthorized)
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "POST only", http.StatusMethodNotAllowed)
+		return
+	}
+	select {
+	case <-s.stop:
+		http.Error(w, "distributor stopping", http.StatusServiceUnavailable)
+		return
+	default:
+	}
+	switch r.URL.Path {
+	case "/v1/work/lease":
+		s.serveLease(w, r)
+	case "/v1/work/heartbeat":
+		s.serveHeartbeat(w, r)
+	case "/v1/work/results":
+		s.serveResults(w, r)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func (s *Server) authorized(r *http.Request) bool {
+	if s.token == "" {
+		return true
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) == 1
+}
+
+// decode reads a JSON body of at most limit bytes into v, answering 400 or
+// 413 itself when it cannot.
+func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
+	err := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit)).Decode(v)
+	var tooBig *http.MaxBytesError
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &tooBig):
+		http.Error(w, fmt.Sprintf("body over %d bytes", limit), http.StatusRequestEntityTooLarge)
+	default:
+		http.Error(w, "bad JSON: "+err.Error(), http.StatusBadRequest)
+	}
+	return false
+}
+
+func reply(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v) // a worker that went away: its leases expire
+}
+
+func (s *Server) serveLease(w http.ResponseWriter, r *http.Request) {
+	var req leaseRequest
+	if !decode(w, r, maxRequestBytes, &req) {
+		return
+	}
+	if req.Enrichers != nil {
+		var missing []string
+		for _, n := range s.names {
+			if !slices.Contains(req.Enrichers, n) {
+				missing = append(missing, n)
+			}
+		}
+		if len(missing) > 0 {
+			http.Error(w, "worker lacks enrichers "+strings.Join(missing, ", "), http.StatusConflict)
+			return
+		}
+	}
+	n := min(max(req.Max, 1), s.batch)
+	wait := min(max(time.Duration(req.WaitMS)*time.Millisecond, 0), maxLongPoll)
+	tasks := make([]*Task, 0, n)
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case t, ok := <-s.q:
+		if ok {
+			tasks = append(tasks, t)
+		}
+	case <-timer.C:
+	case <-r.Context().Done():
+		return
+	case <-s.stop:
+		http.Error(w, "distributor stopping", http.StatusServiceUnavailable)
+		return
+	}
+more:
+	for len(tasks) > 0 && len(tasks) < n {
+		select {
+		case t, ok := <-s.q:
+			if !ok {
+				break more
+			}
+			tasks = append(tasks, t)
+		default:
+			break more
+		}
+	}
+	// Register the leases before answering: if the answer never arrives,
+	// they expire and the tasks are re-queued.
+	resp := leaseResponse{TTLMS: s.ttl.Milliseconds(), Tasks: make([]remoteTask, 0, len(tasks))}
+	deadline := time.Now().Add(s.ttl)
+	s.mu.Lock()
+	for _, t := range tasks {
+		id := rand.Text()
+		s.leases[id] = &lease{t: t, deadline: deadline}
+		resp.Tasks = append(resp.Tasks, remoteTask{Lease: id, Enricher: s.names[t.Enricher], Attempt: t.Attempt, Activity: t.Activity})
+	}
+	s.mu.Unlock()
+	s.leased.Inc(int64(len(tasks)))
+	reply(w, resp)
+}
+
+func (s *Server) serveHeartbeat(w http.ResponseWriter, r *http.Request) {
+	var req heartbeatRequest
+	if !decode(w, r, maxRequestBytes, &req) {
+		return
+	}
+	resp := heartbeatResponse{Lost: []string{}}
+	deadline := time.Now().Add(s.ttl)
+	s.mu.Lock()
+	for _, id := range req.Leases {
+		if l, ok := s.leases[id]; ok {
+			l.deadline = deadline
+		} else {
+			resp.Lost = append(resp.Lost, id)
+		}
+	}
+	s.mu.Unlock()
+	reply(w, resp)
+}
+
+func (s *Server) serveResults(w http.ResponseWriter, r *http.Request) {
+	var req []remoteResult
+	if !decode(w, r, maxResultsBytes, &req) {
+		return
+	}
+	var resp resultsResponse
+	for _, res := range req {
+		s.mu.Lock()
+		l, ok := s.leases[res.Lease]
+		delete(s.leases, res.Lease)
+		s.mu.Unlock()
+		if !ok {
+			resp.Stale++
+			continue
+		}
+		var err error
+		value := res.Value
+		if res.Error != "" {
+			err, value = errors.New(res.Error), nil
+		} else if len(bytes.TrimSpace(value)) == 0 {
+			value = json.RawMessage("null") // the distributor splices value verbatim
+		}
+		resp.Accepted++
+		l.t.Report(l.t, value, err) // outside s.mu: Report may queue a retry
+	}
+	s.results.Inc(int64(resp.Accepted))
+	s.stale.Inc(int64(resp.Stale))
+	reply(w, resp)
+}
+
+// WorkerConfig configures a remote worker (`bend work`).
+type WorkerConfig struct {
+	// URL is the distributor's task server, e.g. "http://host:9190". Required.
+	URL string
+	// Token is the bearer token (enrich.remote.token of the distributor).
+	Token string
+	// Workers is the number of goroutines leasing and running tasks. Default 4.
+	Workers int
+	// Batch is the most tasks one goroutine leases at once; they run one
+	// after the other and their results are posted together. Default 8.
+	Batch int
+	// Wait is how long a lease request waits for a task. Default 10s.
+	Wait time.Duration
+	// Client sends the requests. Default: a client with no overall timeout
+	// (each request has its own deadline).
+	Client *http.Client
+}
+
+// ErrRejected wraps a task server's refusal that retrying cannot fix: a bad
+// token, or a worker lacking one of the distributor's enrichers.
+var ErrRejected = errors.New("enrich: rejected by the task server")
+
+// Worker is a remote worker: it leases tasks from a Server, runs them with
+// its own enrichers and posts the results.
+type Worker struct {
+	cfg   WorkerConfig
+	pool  *Pool
+	index map[string]int
+	names []string
+	log   logrus.FieldLogger
+
+	ttl     atomic.Int64  // the server's lease duration in ns, 0 until known
+	ttlSeen chan struct{} // capacity 1: wakes heartbeat when ttl changes
+
+	mu     sync.Mutex
+	active map[string]struct{} // leases held: heartbeated
+}
+
+// NewWorker returns a worker running enrichers, which must carry the names
+// the distributor's have (the server refuses a worker that lacks one).
+// reg receives the enrichers' metrics as for Pool.
+func NewWorker(cfg WorkerConfig, enrichers []Resolved, log logrus.FieldLogger, reg metrics.Registry) (*Worker, error) {
+	if cfg.URL == "" {
+		return nil, errors.New("enrich: worker needs the distributor's URL")
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = 4
+	}
+	if cfg.Batch == 0 {
+		cfg.Batch = 8
+	}
+	if cfg.Wait == 0 {
+		cfg.Wait = 10 * time.Second
+	}
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{}
+	}
+	if cfg.Workers < 0 || cfg.Batch < 0 || cfg.Wait < 0 {
+		return nil, errors.New("enrich: worker count, batch and wait must not be negative")
+	}
+	cfg.URL = strings.TrimSuffix(cfg.URL, "/")
+	w := &Worker{cfg: cfg, pool: NewPool(cfg.Workers, enrichers, log, reg), index: map[string]int{}, log: log,
+		active: map[string]struct{}{}, ttlSeen: make(chan struct{}, 1)}
+	for i, e := range enrichers {
+		w.index[e.Name] = i
+		w.names = append(w.names, e.Name)
+	}
+	return w, nil
+}
+
+// Run leases and runs tasks until ctx ends, then returns nil. At the end
+// it posts the results it has, and abandons tasks not finished: their
+// leases expire and the server re-queues them. Network errors and a
+// stopping server are retried after a pause; a refusal that retrying
+// cannot fix ends Run with an error wrapping ErrRejected.
+func (w *Worker) Run(ctx context.Context) error {
+	hbCtx, stopHB := context.WithCancel(ctx)
+	defer stopHB()
+	hbDone := make(chan struct{})
+	go func() { defer close(hbDone); w.heartbeat(hbCtx) }()
+	defer func() { <-hbDone }()
+	defer stopHB()
+
+	errs := make(chan error, w.cfg.Workers)
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	for range w.cfg.Workers {
+		wg.Go(func() {
+			if err := w.loop(rctx); err != nil {
+				errs <- err
+				stop()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs // nil when no worker failed
+}
+
+// loop is one worker goroutine.
+func (w *Worker) loop(ctx context.Context) error {
+	pause := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		tasks, err := w.lease(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, ErrRejected) {
+				return err
+			}
+			w.log.WithError(err).Warn("leasing tasks; retrying")
+			select {
+			case <-time.After(pause):
+			case <-ctx.Done():
+				return nil
+			}
+			pause = min(pause*2, 5*time.Second)
+			continue
+		}
+		pause = 100 * time.Millisecond
+		w.runBatch(ctx, tasks)
+	}
+	return nil
+}
+
+// runBatch runs leased tasks in order and posts their results. Once ctx
+// ends it runs no more and posts only the results of finished attempts.
+func (w *Worker) runBatch(ctx context.Context, tasks []remoteTask) {
+	results := make([]remoteResult, 0, len(tasks))
+	for _, rt := range tasks {
+		if ctx.Err() != nil {
+			break
+		}
+		res := remoteResult{Lease: rt.Lease}
+		idx, ok := w.index[rt.Enricher]
+		if !ok || rt.Activity == nil {
+			res.Error = fmt.Sprintf("remote worker cannot run enricher %q", rt.Enricher)
+			results = append(results, res)
+			continue
+		}
+		t := &Task{Enricher: idx, Activity: rt.Activity, Attempt: rt.Attempt,
+			Report: func(_ *Task, v json.RawMessage, err error) {
+				res.Value = v
+				if err != nil {
+					res.Error = err.Error()
+				}
+			}}
+		w.pool.Do(ctx, t)
+		if ctx.Err() != nil {
+			break // cut short by the stop, not a real failure: let the lease expire
+		}
+		results = append(results, res)
+	}
+	if len(results) > 0 {
+		// Finished work is worth posting even while stopping; the ttl bounds it.
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.leaseTTL())
+		if err := w.post(pctx, "/v1/work/results", results, &resultsResponse{}); err != nil {
+			w.log.WithError(err).Warn("posting results; their leases will expire and the tasks run again")
+		}
+		cancel()
+	}
+	w.mu.Lock()
+	for _, rt := range tasks {
+		delete(w.active, rt.Lease)
+	}
+	w.mu.Unlock()
+}
+
+// leaseTTL returns the server's lease duration, or 10s before it is known.
+func (w *Worker) leaseTTL() time.Duration {
+	if d := time.Duration(w.ttl.Load()); d > 0 {
+		return d
+	}
+	return 10 * time.Second
+}
+
+// lease asks for a batch of tasks and marks them active.
+func (w *Worker) lease(ctx context.Context) ([]remoteTask, error) {
+	rctx, cancel := context.WithTimeout(ctx, w.cfg.Wait+10*time.Second)
+	defer cancel()
+	var resp leaseResponse
+	req := leaseRequest{Max: w.cfg.Batch, WaitMS: int(w.cfg.Wait.Milliseconds()), Enrichers: w.names}
+	if err := w.post(rctx, "/v1/work/lease", req, &resp); err != nil {
+		return nil, err
+	}
+	if ttl := int64(time.Duration(resp.TTLMS) * time.Millisecond); ttl > 0 && w.ttl.Swap(ttl) != ttl {
+		select {
+		case w.ttlSeen <- struct{}{}:
+		default:
+		}
+	}
+	w.mu.Lock()
+	for _, t := range resp.Tasks {
+		w.active[t.Lease] = struct{}{}
+	}
+	w.mu.Unlock()
+	return resp.Tasks, nil
+}
+
+// heartbeat extends the active leases every third of the lease duration
+// until ctx ends.
+func (w *Worker) heartbeat(ctx context.Context) {
+	timer := time.NewTimer(w.leaseTTL() / 3)
+	defer timer.Stop()
+	for {
+		select {
+		case <-timer.C:
+		case <-w.ttlSeen: // the first lease told the real ttl: re-arm
+			timer.Reset(w.leaseTTL() / 3)
+			continue
+		case <-ctx.Done():
+			return
+		}
+		timer.Reset(w.leaseTTL() / 3)
+		w.mu.Lock()
+		ids := make([]string, 0, len(w.active))
+		for id := range w.active {
+			ids = append(ids, id)
+		}
+		w.mu.Unlock()
+		if len(ids) == 0 {
+			continue
+		}
+		hctx, cancel := context.WithTimeout(ctx, w.leaseTTL()/3)
+		var resp heartbeatResponse
+		err := w.post(hctx, "/v1/work/heartbeat", heartbeatRequest{Leases: ids}, &resp)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			w.log.WithError(err).Warn("heartbeat failed; leases may expire and their tasks run again")
+		} else if len(resp.Lost) > 0 {
+			w.log.WithField("leases", len(resp.Lost)).Warn("leases lost (expired); their tasks were re-queued")
+		}
+	}
+}
+
+// post sends v as JSON to path and decodes the answer into out.
+func (w *Worker) post(ctx context.Context, path string, v, out any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.cfg.URL+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if w.cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+w.cfg.Token)
+	}
+	resp, err := w.cfg.Client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		err := fmt.Errorf("%s: %s: %s", path, resp.Status, bytes.TrimSpace(msg))
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusConflict {
+			return fmt.Errorf("%w: %w", ErrRejected, err)
+		}
+		return err
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s: decoding answer: %w", path, err)
+	}
+	return nil
+}
