@@ -7,34 +7,15 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
-
-// syncBuffer is a bytes.Buffer safe for the command and the test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestFirehoseCommand runs `bend firehose` in-process: it must print its
 // address, serve each authorized GET a gapless stream of --limit activities,
 // refuse a missing token, and stop cleanly when its context ends.
 func TestFirehoseCommand(t *testing.T) {
-	var stdout, stderr syncBuffer
+	var stdout, stderr lockedWriter
 	cmd := newFirehoseCmd(&stdout, &stderr)
 	cmd.SetArgs([]string{"--addr", "127.0.0.1:0", "--rate", "20000", "--limit", "500", "--seed", "3", "--token", "s3cret"})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -95,7 +76,7 @@ func TestFirehoseCommand(t *testing.T) {
 }
 
 func TestFirehoseCommandRejectsBadFlags(t *testing.T) {
-	var stdout, stderr syncBuffer
+	var stdout, stderr lockedWriter
 	cmd := newFirehoseCmd(&stdout, &stderr)
 	cmd.SetArgs([]string{"--addr", "127.0.0.1:0", "--rate", "-5", "--profile", "wobble"})
 	err := cmd.Execute()

@@ -209,14 +209,7 @@ func TestReloadWhileRunning(t *testing.T) {
 		return hwm == n && sum == hwm
 	})
 	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("run did not return after cancel")
-	}
+	waitRun(t, done)
 	wantAllIDs(t, "input topic", idsInTopic(t, brokers, names[0], n), n)
 	wantAllIDs(t, "sink file", idsInFile(t, out), n)
 	if code := httpCode(url+"/healthz", "GET"); code != 0 {

@@ -133,6 +133,20 @@ func committed(t *testing.T, brokers []string, group, topic string) (sum, hwm in
 	return sum, hwm
 }
 
+// waitRun waits for run's result on done after its ctx was cancelled, and
+// fails t if run failed or did not return within a minute.
+func waitRun(t *testing.T, done <-chan error) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("run did not return after cancel")
+	}
+}
+
 // eventually is testutil.Eventually.
 var eventually = testutil.Eventually
 
@@ -170,14 +184,7 @@ func TestRunEndToEnd(t *testing.T) {
 		return hwm == n && sum == hwm
 	})
 	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("run did not return after cancel")
-	}
+	waitRun(t, done)
 	wantAllIDs(t, "sink file", idsInFile(t, cfg.Sink.File.Path), n)
 }
 

@@ -138,14 +138,7 @@ func TestWorkRemoteWorkersEndToEnd(t *testing.T) {
 		return len(okIDs(t, cfg.Sink.File.Path, "stats")) == n
 	})
 	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("run did not return after cancel")
-	}
+	waitRun(t, done)
 	stop2()
 	if err := <-done2; err != nil {
 		t.Errorf("surviving worker: %v", err)
