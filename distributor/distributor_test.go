@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,18 +19,10 @@ import (
 	"github.com/bendstream/bend/internal/testutil"
 	"github.com/bendstream/bend/sink"
 	metrics "github.com/rcrowley/go-metrics"
-	"github.com/sirupsen/logrus"
 )
 
-func testLog() logrus.FieldLogger {
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	if os.Getenv("BEND_TEST_LOG") != "" {
-		l.SetOutput(os.Stderr)
-		l.SetLevel(logrus.DebugLevel)
-	}
-	return l
-}
+// testLog is testutil.Logger.
+var testLog = testutil.Logger
 
 // produce writes n activities act-1..act-n to topic, keyed by key(i), plus
 // the raw invalid records given.

@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -16,19 +14,10 @@ import (
 	"github.com/bendstream/bend/internal/kafkatest"
 	"github.com/bendstream/bend/internal/testutil"
 	metrics "github.com/rcrowley/go-metrics"
-	"github.com/sirupsen/logrus"
 )
 
-// testLog discards logs unless BEND_TEST_LOG is set.
-func testLog() logrus.FieldLogger {
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	if os.Getenv("BEND_TEST_LOG") != "" {
-		l.SetOutput(os.Stderr)
-		l.SetLevel(logrus.DebugLevel)
-	}
-	return l
-}
+// testLog is testutil.Logger.
+var testLog = testutil.Logger
 
 // testConfig is the default config with every source off and short waits.
 func testConfig() Config {

@@ -49,6 +49,7 @@ type Record struct {
 
 	pending atomic.Int32
 	err     atomic.Pointer[error]
+	sink    *Sink // set by Sink.send; counts the outcome in done
 }
 
 // done is called by each output once; the last one acks upstream.
@@ -61,7 +62,25 @@ func (r *Record) done(err error) {
 		if p := r.err.Load(); p != nil {
 			final = *p
 		}
+		if r.sink != nil {
+			r.sink.account(r, final)
+		}
 		r.Ack(final)
+	}
+}
+
+// account counts a record's outcome in the sink's metrics.
+func (s *Sink) account(r *Record, err error) {
+	switch {
+	case err != nil:
+		s.failed.Inc(1)
+	case r.DeadLetter:
+		s.dead.Mark(1)
+	default:
+		s.emitted.Mark(1)
+		if !r.Timestamp.IsZero() {
+			s.latency.Update(time.Since(r.Timestamp).Microseconds())
+		}
 	}
 }
 
@@ -105,8 +124,9 @@ type output interface {
 
 // Sink fans records out to its outputs.
 type Sink struct {
-	outs []output
-	dlq  output
+	outs    []output
+	dlq     output
+	dlqOuts []output // []output{dlq}, built once
 	// producer is shared by the output and dead-letter topics; closed last.
 	producer     *kafka.Producer
 	closeTimeout time.Duration
@@ -140,7 +160,7 @@ func New(cfg Config, brokers []string, producerCfg *sarama.Config, outputTopic, 
 			return nil, err
 		}
 		s.outs = []output{t}
-		s.dlq = t
+		s.dlq, s.dlqOuts = t, []output{t}
 		return s, nil
 	}
 	p, err := kafka.NewProducer(brokers, producerCfg, cfg.Kafka.ProducerConfig, "sink.kafka", log, reg)
@@ -150,6 +170,7 @@ func New(cfg Config, brokers []string, producerCfg *sarama.Config, outputTopic, 
 	s.producer = p
 	s.closeTimeout = cfg.Kafka.CloseTimeout
 	s.dlq = &topicOutput{p: p, topic: deadLetterTopic}
+	s.dlqOuts = []output{s.dlq}
 	if cfg.Kafka.Enabled {
 		s.outs = append(s.outs, &topicOutput{p: p, topic: outputTopic})
 	}
@@ -199,23 +220,9 @@ func (s *Sink) Run(ctx context.Context, in <-chan *Record) error {
 func (s *Sink) send(ctx context.Context, r *Record) error {
 	outs := s.outs
 	if r.DeadLetter {
-		outs = []output{s.dlq}
+		outs = s.dlqOuts
 	}
-	up := r.Ack
-	r.Ack = func(err error) {
-		switch {
-		case err != nil:
-			s.failed.Inc(1)
-		case r.DeadLetter:
-			s.dead.Mark(1)
-		default:
-			s.emitted.Mark(1)
-			if !r.Timestamp.IsZero() {
-				s.latency.Update(time.Since(r.Timestamp).Microseconds())
-			}
-		}
-		up(err)
-	}
+	r.sink = s // done counts the outcome, without a closure per record
 	r.pending.Store(int32(len(outs)))
 	for i, o := range outs {
 		if err := o.Send(ctx, r); err != nil {

@@ -2,8 +2,12 @@
 package testutil
 
 import (
+	"io"
+	"os"
 	"testing"
 	"time"
+
+	"github.com/sirupsen/logrus"
 )
 
 // Eventually polls cond every 10ms until it holds, failing t with what was
@@ -17,4 +21,16 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// Logger returns a logger that discards everything unless BEND_TEST_LOG is
+// set, in which case it writes debug logs to stderr.
+func Logger() logrus.FieldLogger {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	if os.Getenv("BEND_TEST_LOG") != "" {
+		l.SetOutput(os.Stderr)
+		l.SetLevel(logrus.DebugLevel)
+	}
+	return l
 }
