@@ -1,0 +1,51 @@
+package main
+
+import "testing"
+
+func TestIDOf(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`{"id":"act-12","text":"x"}`, "act-12"},
+		{`{"text":"x","id":"act-12"}`, ""}, // bend's synthetic events carry id first
+		{`{"id":"act-7`, ""},
+		{``, ""},
+	} {
+		if got := idOf([]byte(tc.in)); got != tc.want {
+			t.Errorf("idOf(%s) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestTrackerCounts(t *testing.T) {
+	const mark = `"enrichments":{"fault":`
+	tr := newTracker(5)
+	for _, v := range []string{
+		`{"id":"act-1","enrichments":{"fault":{}}}`,
+		`{"id":"act-2","enrichments":{"fault":{}}}`,
+		`{"id":"act-2","enrichments":{"fault":{}}}`, // duplicate
+		`{"id":"act-2","enrichments":{"fault":{}}}`, // and another
+		`{"id":"act-4"}`, // no enrichment
+		`{"id":"act-9","enrichments":{"fault":{}}}`, // outside the range
+		`{"id":"other"}`, // not an id of the run
+	} {
+		tr.add([]byte(v), mark)
+	}
+	if got := tr.distinctN(); got != 3 {
+		t.Errorf("distinct = %d, want 3 (act-1, act-2, act-4)", got)
+	}
+	total, lost, dup, unenriched := tr.count()
+	if total != 7 || lost != 2 || dup != 2 || unenriched != 2 {
+		t.Errorf("count = total %d lost %d dup %d unenriched %d, want 7 2 2 2", total, lost, dup, unenriched)
+	}
+}
+
+func TestDupBound(t *testing.T) {
+	r := &runner{rate: 3000, maxItems: 2000}
+	r.setBound(0)
+	if r.dupBound != 0 {
+		t.Errorf("no incident: bound %d, want 0", r.dupBound)
+	}
+	r.setBound(2)
+	if want := int64(2 * (2000 + 8*256 + 6000)); r.dupBound != want {
+		t.Errorf("two incidents: bound %d, want %d", r.dupBound, want)
+	}
+}
