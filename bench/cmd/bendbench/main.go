@@ -86,28 +86,32 @@ type sample struct {
 
 // summary is the JSON written per scenario.
 type summary struct {
-	Scenario        scenario           `json:"scenario"`
-	Brokers         string             `json:"brokers"`
-	Started         time.Time          `json:"started"`
-	LoadBefore      string             `json:"load_before"`
-	LoadAfter       string             `json:"load_after"`
-	PreloadRate     float64            `json:"preload_rate,omitempty"` // bendbench's own sarama producer, records/s
-	Seconds         float64            `json:"seconds"`                // bend start to last record emitted
-	Ingested        int64              `json:"ingested"`
-	Emitted         int64              `json:"emitted"`
-	DeadLetters     int64              `json:"dead_letters"`
-	IngestRate      float64            `json:"ingest_rate"`      // mean over the ingest span
-	EmitRate        float64            `json:"emit_rate"`        // mean over the emit span
-	MedianEmitRate  float64            `json:"median_emit_rate"` // median of the full 1 s samples inside the emit span
-	MaxLag          int64              `json:"max_lag"`
-	MaxParked       int64              `json:"max_parked"`
-	PeakRSSMB       float64            `json:"peak_rss_mb"`
-	MeanCPUPct      float64            `json:"mean_cpu_pct"`
-	OutputRecords   int64              `json:"output_records"`
-	Lost            int64              `json:"lost"`
-	Duplicated      int64              `json:"duplicated"`
-	Missing         int64              `json:"enrich_missing"`
-	LatencyMS       map[string]float64 `json:"latency_ms"` // created_at -> output record timestamp
+	Scenario       scenario           `json:"scenario"`
+	Brokers        string             `json:"brokers"`
+	Started        time.Time          `json:"started"`
+	LoadBefore     string             `json:"load_before"`
+	LoadAfter      string             `json:"load_after"`
+	PreloadRate    float64            `json:"preload_rate,omitempty"` // bendbench's own sarama producer, records/s
+	Seconds        float64            `json:"seconds"`                // bend start to last record emitted
+	Ingested       int64              `json:"ingested"`
+	Emitted        int64              `json:"emitted"`
+	DeadLetters    int64              `json:"dead_letters"`
+	IngestRate     float64            `json:"ingest_rate"`      // mean over the ingest span
+	EmitRate       float64            `json:"emit_rate"`        // mean over the emit span
+	MedianEmitRate float64            `json:"median_emit_rate"` // median of the full 1 s samples inside the emit span
+	MaxLag         int64              `json:"max_lag"`
+	MaxParked      int64              `json:"max_parked"`
+	PeakRSSMB      float64            `json:"peak_rss_mb"`
+	MeanCPUPct     float64            `json:"mean_cpu_pct"`
+	OutputRecords  int64              `json:"output_records"`
+	Lost           int64              `json:"lost"`
+	Duplicated     int64              `json:"duplicated"`
+	Missing        int64              `json:"enrich_missing"`
+	LatencyMS      map[string]float64 `json:"latency_ms"` // created_at -> output record timestamp
+	// LatencySteadyMS leaves out, as well, the events created in the first
+	// warm-up seconds after bend's first emit (the catch-up after the join).
+	LatencySteadyMS map[string]float64 `json:"latency_steady_ms"`
+	WarmupSeconds   float64            `json:"warmup_seconds"`
 	BendExit        string             `json:"bend_exit"`
 	Samples         []sample           `json:"samples"`
 	LookupMaxActive int64              `json:"lookup_max_concurrent,omitempty"`
@@ -120,6 +124,7 @@ func main() {
 	work := flag.String("work", "/tmp/bendbench", "scratch directory: the bend binary, configs, logs")
 	timeout := flag.Duration("timeout", 6*time.Minute, "longest run of one scenario")
 	limitScale := flag.Float64("scale", 1, "multiply every scenario's event count (and so its length)")
+	flag.DurationVar(&warmup, "warmup", 10*time.Second, "latency_steady_ms leaves out events created this soon after bend's first emit")
 	flag.Parse()
 	if flag.NArg() == 0 {
 		log.Fatalf("usage: bendbench [flags] SCENARIO... (one of steady steady40 steady60 spike spikecap drain iobound zipf, or all)")
@@ -174,10 +179,14 @@ func main() {
 		if err := plot(filepath.Join(*out, n+".png"), n, s.Samples); err != nil {
 			log.Printf("%s: plot: %v", n, err)
 		}
-		log.Printf("%s: ingest %.0f/s emit %.0f/s lost %d dup %d p50 %.1f ms p99 %.1f ms p99.9 %.1f ms max lag %d peak RSS %.0f MB CPU %.0f%%",
-			n, s.IngestRate, s.EmitRate, s.Lost, s.Duplicated, s.LatencyMS["p50"], s.LatencyMS["p99"], s.LatencyMS["p99.9"], s.MaxLag, s.PeakRSSMB, s.MeanCPUPct)
+		log.Printf("%s: ingest %.0f/s emit %.0f/s lost %d dup %d p50 %.1f ms p99 %.1f ms p99.9 %.1f ms (after %s warm-up: %.1f / %.1f / %.1f ms) max lag %d peak RSS %.0f MB CPU %.0f%%",
+			n, s.IngestRate, s.EmitRate, s.Lost, s.Duplicated, s.LatencyMS["p50"], s.LatencyMS["p99"], s.LatencyMS["p99.9"],
+			warmup, s.LatencySteadyMS["p50"], s.LatencySteadyMS["p99"], s.LatencySteadyMS["p99.9"], s.MaxLag, s.PeakRSSMB, s.MeanCPUPct)
 	}
 }
+
+// warmup is --warmup.
+var warmup time.Duration
 
 func must(err error) {
 	if err != nil {
@@ -357,12 +366,13 @@ loop:
 	// Latency percentiles leave out events created before bend emitted its
 	// first record (the consumer group's start-up, ~3 s on a fresh group):
 	// they would measure the join, not the pipeline.
-	steadyFrom := t0.Add(time.Duration(max(firstEmit, 0) * float64(time.Second)))
-	n, lost, dup, lat, err := verify(brokers, outTopic, want, steadyFrom)
+	joinedAt := t0.Add(time.Duration(max(firstEmit, 0) * float64(time.Second)))
+	s.WarmupSeconds = warmup.Seconds()
+	n, lost, dup, lat, steady, err := verify(brokers, outTopic, want, joinedAt, joinedAt.Add(warmup))
 	if err != nil {
 		return s, fmt.Errorf("verifying %s: %w", outTopic, err)
 	}
-	s.OutputRecords, s.Lost, s.Duplicated, s.LatencyMS = n, lost, dup, lat
+	s.OutputRecords, s.Lost, s.Duplicated, s.LatencyMS, s.LatencySteadyMS = n, lost, dup, lat, steady
 	return s, nil
 }
 
@@ -539,44 +549,45 @@ func preload(brokers, topic string, n int64) (float64, error) {
 // lost (never seen) and duplicated (extra copies). Latency is the output
 // record's timestamp (the sink producer's send time; bend does not carry the
 // input timestamp) minus the event's created_at.
-func verify(brokers, topic string, want int64, from time.Time) (n, lost, dup int64, lat map[string]float64, err error) {
+func verify(brokers, topic string, want int64, from, steadyFrom time.Time) (n, lost, dup int64, lat, steady map[string]float64, err error) {
 	client, err := sarama.NewClient([]string{brokers}, saramaConfig())
 	if err != nil {
-		return 0, 0, 0, nil, err
+		return 0, 0, 0, nil, nil, err
 	}
 	defer client.Close()
 	cons, err := sarama.NewConsumerFromClient(client)
 	if err != nil {
-		return 0, 0, 0, nil, err
+		return 0, 0, 0, nil, nil, err
 	}
 	defer cons.Close()
 	parts, err := client.Partitions(topic)
 	if err != nil {
-		return 0, 0, 0, nil, err
+		return 0, 0, 0, nil, nil, err
 	}
 	seen := make([]uint8, want+1)
 	var mu sync.Mutex
-	var lats []float64
+	var lats, steadyLats []float64
 	var other int64
 	var wg sync.WaitGroup
 	errc := make(chan error, len(parts))
 	for _, p := range parts {
 		hwm, err := client.GetOffset(topic, p, sarama.OffsetNewest)
 		if err != nil {
-			return 0, 0, 0, nil, err
+			return 0, 0, 0, nil, nil, err
 		}
 		if hwm == 0 {
 			continue
 		}
 		pc, err := cons.ConsumePartition(topic, p, sarama.OffsetOldest)
 		if err != nil {
-			return 0, 0, 0, nil, err
+			return 0, 0, 0, nil, nil, err
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer pc.Close()
 			local := make([]float64, 0, 1<<16)
+			localSteady := make([]float64, 0, 1<<16)
 			timer := time.NewTimer(60 * time.Second)
 			defer timer.Stop()
 			for {
@@ -593,11 +604,16 @@ func verify(brokers, topic string, want int64, from time.Time) (n, lost, dup int
 					}
 					mu.Unlock()
 					if t, err := time.Parse(time.RFC3339Nano, created); err == nil && !t.Before(from) {
-						local = append(local, float64(m.Timestamp.Sub(t).Microseconds())/1000)
+						l := float64(m.Timestamp.Sub(t).Microseconds()) / 1000
+						local = append(local, l)
+						if !t.Before(steadyFrom) {
+							localSteady = append(localSteady, l)
+						}
 					}
 					if m.Offset >= hwm-1 {
 						mu.Lock()
 						lats = append(lats, local...)
+						steadyLats = append(steadyLats, localSteady...)
 						mu.Unlock()
 						return
 					}
@@ -611,7 +627,7 @@ func verify(brokers, topic string, want int64, from time.Time) (n, lost, dup int
 	wg.Wait()
 	close(errc)
 	if err := <-errc; err != nil {
-		return 0, 0, 0, nil, err
+		return 0, 0, 0, nil, nil, err
 	}
 	for i := int64(1); i <= want; i++ {
 		switch {
@@ -624,6 +640,11 @@ func verify(brokers, topic string, want int64, from time.Time) (n, lost, dup int
 	if other > 0 {
 		log.Printf("verify: %d records with ids outside act-1..act-%d", other, want)
 	}
+	return n, lost, dup, percentiles(lats), percentiles(steadyLats), nil
+}
+
+// percentiles sorts lats and returns p50, p99, p99.9, max and the count.
+func percentiles(lats []float64) map[string]float64 {
 	slices.Sort(lats)
 	q := func(p float64) float64 {
 		if len(lats) == 0 {
@@ -631,8 +652,7 @@ func verify(brokers, topic string, want int64, from time.Time) (n, lost, dup int
 		}
 		return lats[min(len(lats)-1, int(p*float64(len(lats))))]
 	}
-	lat = map[string]float64{"p50": q(0.5), "p99": q(0.99), "p99.9": q(0.999), "max": q(1), "count": float64(len(lats))}
-	return n, lost, dup, lat, nil
+	return map[string]float64{"p50": q(0.5), "p99": q(0.99), "p99.9": q(0.999), "max": q(1), "count": float64(len(lats))}
 }
 
 // fields extracts the top-level "id" (the first key bend's synthetic events
