@@ -1,43 +1,105 @@
 #!/usr/bin/env bash
-# bench/benthos.sh BENTHOS_BIN BROKERS INPUT_TOPIC N: Benthos v4.27.0 (sarama `kafka` input and output,
-# no processors) drains INPUT_TOPIC (e.g. the drain scenario's preloaded topic) into a new topic; prints
-# "benthos-drain: records/s" from its first to its last sent record (output_sent on :4195/metrics,
-# polled every 0.2 s). Output pinned like bend's sink: lz4, 5 ms linger, 1 MiB batches, acks=all.
-# Build the binary outside the repository (see /work/shared/notes/peers.md):
-#   cd /tmp/benthos && go mod init x && go get github.com/benthosdev/benthos/v4@v4.27.0 &&
-#   go build -ldflags=-checklinkname=0 -o benthos github.com/benthosdev/benthos/v4/cmd/benthos
+# bench/benthos.sh BENTHOS_BIN BROKERS INPUT_TOPIC N [CONNECTOR [PROCESS]]: Benthos v4.27.0 drains
+# INPUT_TOPIC (e.g. the drain scenario's preloaded topic) into a new topic; prints "benthos-drain: records/s"
+# from its first to its last sent record (output_sent on :4195/metrics, polled every 0.2 s).
+#   CONNECTOR  kafka (sarama; the default) or kafka_franz (franz-go), for both the input and the output
+#   PROCESS    enrich (the default): parse each record as JSON and add an "enrichments" object, the job
+#              bend does with its no-op enricher; none: pass the records through untouched
+# Output pinned like bend's sink: lz4, 5 ms linger, 1 MiB batches, acks=all; the record key is kept.
+# Build the binary outside the repository (see /work/shared/notes/peers.md). One with just the components
+# this uses builds in about a minute (the full distribution's go.sum does not resolve here):
+#   mkdir /tmp/benthos && cd /tmp/benthos && go mod init benthosbench &&
+#   go get github.com/benthosdev/benthos/v4@v4.27.0 && cat >main.go <<'GO'
+#   package main
+#
+#   import (
+#   	"context"
+#
+#   	_ "github.com/benthosdev/benthos/v4/public/components/io"
+#   	_ "github.com/benthosdev/benthos/v4/public/components/kafka"
+#   	_ "github.com/benthosdev/benthos/v4/public/components/prometheus"
+#   	_ "github.com/benthosdev/benthos/v4/public/components/pure"
+#   	"github.com/benthosdev/benthos/v4/public/service"
+#   )
+#
+#   func main() { service.RunCLI(context.Background()) }
+#   GO
+#   go mod tidy && go build -o benthos .
 set -euo pipefail
-BIN=${1:?usage: bench/benthos.sh BENTHOS_BIN BROKERS INPUT_TOPIC N}
-B=${2:?} IN=${3:?} N=${4:?}
+BIN=${1:?usage: bench/benthos.sh BENTHOS_BIN BROKERS INPUT_TOPIC N [kafka|kafka_franz [enrich|none]]}
+B=${2:?} IN=${3:?} N=${4:?} CONN=${5:-kafka} PROC=${6:-enrich}
 tag=$(date +%s)
 dir=$(mktemp -d /tmp/bench-benthos.XXXXXX)
-cat >"$dir/config.yaml" <<EOF
-http: {address: 127.0.0.1:4195}
-input:
-  kafka:
-    addresses: ["$B"]
-    topics: ["$IN"]
+case $CONN in
+kafka)
+  input="  kafka:
+    addresses: [\"$B\"]
+    topics: [\"$IN\"]
     consumer_group: benthos-bench-$tag
     start_from_oldest: true
-    checkpoint_limit: 10000
-output:
-  kafka:
-    addresses: ["$B"]
+    checkpoint_limit: 10000"
+  output="  kafka:
+    addresses: [\"$B\"]
     topic: benthos-bench-$tag.out
+    key: \${! meta(\"kafka_key\") }
     compression: lz4
     ack_replicas: true
     max_in_flight: 64
     max_msg_bytes: 1048576
-    batching: {byte_size: 1048576, period: 5ms}
+    batching: {byte_size: 1048576, period: 5ms}"
+  ;;
+kafka_franz)
+  input="  kafka_franz:
+    seed_brokers: [\"$B\"]
+    topics: [\"$IN\"]
+    consumer_group: benthos-bench-$tag
+    start_from_oldest: true
+    checkpoint_limit: 10000
+    commit_period: 1s"
+  output="  kafka_franz:
+    seed_brokers: [\"$B\"]
+    topic: benthos-bench-$tag.out
+    key: \${! meta(\"kafka_key\") }
+    compression: lz4
+    max_in_flight: 64
+    max_message_bytes: 1MiB
+    batching: {byte_size: 1048576, period: 5ms}"
+  ;;
+*)
+  echo "unknown connector $CONN (want kafka or kafka_franz)" >&2
+  exit 2
+  ;;
+esac
+case $PROC in
+enrich) processors='    - mapping: |
+        root = this
+        root.enrichments = {"noop": {}}' ;;
+none) processors="    []" ;;
+*)
+  echo "unknown PROCESS $PROC (want enrich or none)" >&2
+  exit 2
+  ;;
+esac
+cat >"$dir/config.yaml" <<EOF
+http: {address: 127.0.0.1:4195}
+input:
+$input
+pipeline:
+  processors:
+$processors
+output:
+$output
 metrics: {prometheus: {}}
 logger: {level: WARN}
 EOF
+echo "benthos $CONN, process $PROC: config $dir/config.yaml" >&2
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 "$BIN" -c "$dir/config.yaml" >"$dir/log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 sent() { curl -s 127.0.0.1:4195/metrics | awk '/^output_sent[{ ]/ { s += $NF } END { printf "%d", s }'; }
 start=""
+n0=0
 deadline=$((SECONDS + 300))
 while ((SECONDS < deadline)); do
   n=$(sent || echo 0)

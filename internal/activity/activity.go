@@ -9,10 +9,15 @@ package activity
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
+
+	// A drop-in encoding/json that decodes these events about twice as fast
+	// with the same validation (FuzzParseMatchesStdlib checks that it accepts
+	// and decodes exactly what encoding/json does). Parse runs once per
+	// record in the distributor: it was the largest single cost of a drain.
+	"github.com/segmentio/encoding/json"
 )
 
 // Activity is a synthetic or received social-media activity as bend writes it.

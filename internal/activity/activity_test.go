@@ -72,3 +72,56 @@ func FuzzWithEnrichments(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkParse decodes a typical synthetic event (~300 bytes).
+func BenchmarkParse(b *testing.B) {
+	raw := []byte(`{"id":"act-123456","seq":123456,"verb":"post","author":{"id":"author-4242","handle":"user4242","followers":1234},"text":"Just shipped a new release of the stream pipeline, lag drained in seconds https://example.com/a/b","links":["https://example.com/a/b"],"created_at":"2026-11-30T06:24:05.123456789Z"}`)
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// FuzzParseMatchesStdlib checks that Parse accepts exactly the events
+// encoding/json accepts and decodes the same fields: a malformed event must
+// never pass Parse (WithEnrichments would then emit invalid JSON).
+func FuzzParseMatchesStdlib(f *testing.F) {
+	for _, s := range []string{
+		`{"id":"a","text":"t","links":["u"],"author":{"id":"x"}}`,
+		`{"id":"a","x":[1,2,}`, `{"id":"a","x":"` + "\x01" + `"}`, `{"id":"a","x":{"y":1,}}`, `{"id":"a","x":01}`,
+		`{"id":"a","x":1.}`, `{"id":"a","x":"\q"}`, `{"id":"a","x":"\u12"}`, `{"id":"a","x":[1 2]}`, `{"id":"a"} x`,
+		`{"id":"a","x":"` + "\xff" + `"}`, `{"id":"a\u00e9\ud83d\ude00","text":"\"\\\/\b\f\n\r\t"}`, `{"id":"a","id":"b"}`,
+		`{"id":1}`, `{"id":"a","links":null,"author":null}`, `{"id":"a","x":1e5,"y":-0.5E-3,"z":[true,false,null]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, err := Parse(raw)
+		var want Fields
+		stdErr := json.Unmarshal(raw, &want)
+		if stdErr != nil {
+			if err == nil {
+				t.Fatalf("Parse accepted %q, encoding/json says %v", raw, stdErr)
+			}
+			return
+		}
+		if err != nil {
+			// Parse also requires an object with an id.
+			if !errors.Is(err, ErrNotObject) && !errors.Is(err, ErrMissingID) {
+				t.Fatalf("Parse rejected %q (%v), encoding/json accepts it", raw, err)
+			}
+			return
+		}
+		if got.ID != want.ID || got.Text != want.Text || got.Author.ID != want.Author.ID || len(got.Links) != len(want.Links) {
+			t.Fatalf("Parse(%q) = %+v, encoding/json decodes %+v", raw, got, want)
+		}
+		for i := range got.Links {
+			if got.Links[i] != want.Links[i] {
+				t.Fatalf("Parse(%q) links %q, encoding/json %q", raw, got.Links, want.Links)
+			}
+		}
+	})
+}
