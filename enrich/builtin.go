@@ -28,8 +28,8 @@ type builtin struct {
 }
 
 var builtins = map[string]builtin{
-	"noop":  {build: func(Spec, logrus.FieldLogger, metrics.Registry) (Enricher, error) { return EnricherFunc(noop), nil }},
-	"stats": {build: func(Spec, logrus.FieldLogger, metrics.Registry) (Enricher, error) { return EnricherFunc(stats), nil }},
+	"noop":  {build: func(Spec, logrus.FieldLogger, metrics.Registry) (Enricher, error) { return instantFunc(noop), nil }},
+	"stats": {build: func(Spec, logrus.FieldLogger, metrics.Registry) (Enricher, error) { return instantFunc(stats), nil }},
 	"lang": {
 		build:    func(s Spec, _ logrus.FieldLogger, _ metrics.Registry) (Enricher, error) { return newLang(s.Lang) },
 		options:  func(s *Spec) any { return &s.Lang },
@@ -99,6 +99,16 @@ func (s Spec) validateOptions(key string) []error {
 		errs = append(errs, v(s, key)...)
 	}
 	return errs
+}
+
+// instantFunc is an enricher that never waits and finishes in microseconds
+// (noop, stats): the pool runs it without a per-attempt deadline, whose
+// timer would cost more than the enrichment itself.
+type instantFunc func(ctx context.Context, a *activity.Fields) (json.RawMessage, error)
+
+// Enrich calls f.
+func (f instantFunc) Enrich(ctx context.Context, a *activity.Fields) (json.RawMessage, error) {
+	return f(ctx, a)
 }
 
 func noop(context.Context, *activity.Fields) (json.RawMessage, error) {

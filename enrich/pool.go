@@ -170,12 +170,18 @@ func (p *Pool) Do(ctx context.Context, t *Task) {
 	e := p.enrichers[t.Enricher]
 	p.busy.Inc(1)
 	start := time.Now()
-	actx, cancel := context.WithTimeout(ctx, e.Timeout)
-	res, err := safeEnrich(actx, e.Enricher, t.Activity)
-	if err == nil && actx.Err() != nil {
-		err = actx.Err()
+	var res json.RawMessage
+	var err error
+	if _, instant := e.Enricher.(instantFunc); instant {
+		res, err = safeEnrich(ctx, e.Enricher, t.Activity)
+	} else {
+		actx, cancel := context.WithTimeout(ctx, e.Timeout)
+		res, err = safeEnrich(actx, e.Enricher, t.Activity)
+		if err == nil && actx.Err() != nil {
+			err = actx.Err()
+		}
+		cancel()
 	}
-	cancel()
 	p.busy.Dec(1)
 	switch {
 	case err == nil:
