@@ -58,6 +58,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			applyMemoryLimit(cfg, log)
 			// sarama's one global, set only here: its chatter goes to debug.
 			sarama.Logger = saramaLogger(log)
 			// The first SIGINT/SIGTERM drains; a second one stops at once.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -45,6 +46,7 @@ abandoned: their leases expire and the distributor re-queues them.`,
 				return err
 			}
 			log := newLogger(cfg.Log, stderr)
+			applyMemoryLimit(cfg, log)
 			if wc.Token == "" {
 				wc.Token = cfg.Enrich.Remote.Token
 			}
@@ -117,4 +119,14 @@ func listenRemote(cfg enrich.Config, q enrich.Queue, enrichers []enrich.Resolved
 		}
 		return err
 	}, nil
+}
+
+// applyMemoryLimit sets the Go runtime's soft memory limit from
+// memory_limit. It is the one setting of the whole process, so only the
+// commands that run a pipeline or a worker call it.
+func applyMemoryLimit(cfg config.Config, log logrus.FieldLogger) {
+	if cfg.MemoryLimit > 0 {
+		debug.SetMemoryLimit(cfg.MemoryLimit)
+		log.WithField("memory_limit", cfg.MemoryLimit).Info("Go soft memory limit set")
+	}
 }

@@ -38,6 +38,12 @@ type Config struct {
 	// ShutdownTimeout bounds the drain after SIGINT/SIGTERM before a hard
 	// stop. Default 30s.
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
+	// MemoryLimit is the Go runtime's soft memory limit in bytes for `bend
+	// run` and `bend work` (as GOMEMLIMIT): near it the garbage collector
+	// runs more often, so resident memory stays flat when throughput jumps
+	// instead of following it. 0 leaves the runtime's own setting
+	// (GOMEMLIMIT, else none). Default 0.
+	MemoryLimit int64 `mapstructure:"memory_limit"`
 }
 
 // Log is the "log" section of config.yaml.
@@ -82,6 +88,9 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("shutdown_timeout: must be positive"))
+	}
+	if c.MemoryLimit != 0 && c.MemoryLimit < 32<<20 {
+		errs = append(errs, fmt.Errorf("memory_limit: want 0 (off) or at least 33554432 (32 MiB), got %d", c.MemoryLimit))
 	}
 	return errors.Join(errs...)
 }

@@ -47,6 +47,8 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{"unknown admin key", "admin:\n  port: 9180\n", []string{"port"}},
 		{"bad enricher type", "enrich:\n  enrichers:\n    - name: x\n      type: magic\n", []string{"enrich.enrichers[0].type"}},
 		{"bad synthetic rate", "ingest:\n  synthetic:\n    rate: -1\n", []string{"rate"}},
+		{"memory limit too small", "memory_limit: 1000\n", []string{"memory_limit"}},
+		{"negative memory limit", "memory_limit: -1\n", []string{"memory_limit"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Load(writeFile(t, tc.yaml))
