@@ -87,6 +87,7 @@ type sample struct {
 // summary is the JSON written per scenario.
 type summary struct {
 	Scenario       scenario           `json:"scenario"`
+	MemoryLimit    int64              `json:"memory_limit"`
 	Brokers        string             `json:"brokers"`
 	Started        time.Time          `json:"started"`
 	LoadBefore     string             `json:"load_before"`
@@ -124,6 +125,7 @@ func main() {
 	work := flag.String("work", "/tmp/bendbench", "scratch directory: the bend binary, configs, logs")
 	timeout := flag.Duration("timeout", 6*time.Minute, "longest run of one scenario")
 	limitScale := flag.Float64("scale", 1, "multiply every scenario's event count (and so its length)")
+	flag.Int64Var(&memoryLimit, "memory-limit", 0, "bend's memory_limit (Go soft memory limit, bytes); 0 = off")
 	flag.DurationVar(&warmup, "warmup", 10*time.Second, "latency_steady_ms leaves out events created this soon after bend's first emit")
 	flag.Parse()
 	if flag.NArg() == 0 {
@@ -185,8 +187,11 @@ func main() {
 	}
 }
 
-// warmup is --warmup.
-var warmup time.Duration
+// warmup is --warmup; memoryLimit is --memory-limit.
+var (
+	warmup      time.Duration
+	memoryLimit int64
+)
 
 func must(err error) {
 	if err != nil {
@@ -213,7 +218,7 @@ func freePort() string {
 func runScenario(sc scenario, brokers, bin, work string, timeout time.Duration) (*summary, error) {
 	tag := fmt.Sprintf("%s.%d", sc.Name, time.Now().Unix())
 	in, outTopic, dlq := "bench."+tag+".in", "bench."+tag+".out", "bench."+tag+".dlq"
-	s := &summary{Scenario: sc, Brokers: brokers, Started: time.Now().UTC(), LoadBefore: loadavg()}
+	s := &summary{Scenario: sc, MemoryLimit: memoryLimit, Brokers: brokers, Started: time.Now().UTC(), LoadBefore: loadavg()}
 	log.Printf("%s: load %s, topics bench.%s.*", sc.Name, s.LoadBefore, tag)
 
 	var lookupURL string
@@ -425,7 +430,8 @@ admin:
   addr: %q
 progress: 10s
 shutdown_timeout: 30s
-`, admin)
+memory_limit: %d
+`, admin, memoryLimit)
 	return b.String()
 }
 
