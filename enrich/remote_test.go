@@ -257,6 +257,9 @@ func TestRemoteRejects(t *testing.T) {
 		{"missing enricher", "/v1/work/lease", testToken, `{"max":1,"enrichers":["lang"]}`, http.StatusConflict},
 		{"unknown path", "/v1/work/nope", testToken, `{}`, http.StatusNotFound},
 		{"empty poll", "/v1/work/lease", testToken, `{"max":1,"wait_ms":10,"enrichers":["stats"]}`, http.StatusOK},
+		{"oversized lease request", "/v1/work/lease", testToken, `{"max":1,"x":"` + strings.Repeat("a", maxRequestBytes) + `"}`, http.StatusRequestEntityTooLarge},
+		{"oversized results", "/v1/work/results", testToken, `[` + strings.Repeat(" ", maxResultsBytes) + `]`, http.StatusRequestEntityTooLarge},
+		{"oversized without a token", "/v1/work/results", "", `[` + strings.Repeat(" ", maxResultsBytes) + `]`, http.StatusUnauthorized},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got, body := f.rawPost(t, tc.path, tc.token, tc.body); got != tc.want {
