@@ -48,6 +48,7 @@ type runOptions struct {
 func runWith(ctx context.Context, cfg config.Config, log *logrus.Logger, progress io.Writer, opts runOptions) error {
 	started, loaded := time.Now(), cfg // loaded: as read; reloads are compared with it
 	reg := metrics.NewRegistry()
+	admin.RegisterRuntime(reg)
 
 	brokers := cfg.Kafka.Brokers
 	if len(brokers) == 0 {
