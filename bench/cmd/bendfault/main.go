@@ -447,10 +447,19 @@ func (r *runner) readKafka() error {
 		return err
 	}
 	for _, p := range parts {
-		pc, err := cons.ConsumePartition(r.out, p, sarama.OffsetOldest)
-		if err != nil {
-			client.Close()
-			return err
+		// A topic just created may not have its leaders known yet
+		// (NotLeaderForPartition): refresh and retry for a while.
+		var pc sarama.PartitionConsumer
+		for attempt := 0; ; attempt++ {
+			if pc, err = cons.ConsumePartition(r.out, p, sarama.OffsetOldest); err == nil {
+				break
+			}
+			if attempt == 60 {
+				client.Close()
+				return fmt.Errorf("consuming %s/%d: %w", r.out, p, err)
+			}
+			time.Sleep(500 * time.Millisecond)
+			_ = client.RefreshMetadata(r.out)
 		}
 		r.readerWG.Add(1)
 		go func() {
