@@ -6,6 +6,8 @@
 #   PROCESS    enrich (the default): parse each record as JSON and add an "enrichments" object, the job
 #              bend does with its no-op enricher; none: pass the records through untouched
 # Output pinned like bend's sink: lz4, 5 ms linger, 1 MiB batches, acks=all; the record key is kept.
+# BENTHOS_INPUT_BATCH=N batches the input N records at a time (period 5 ms), which Benthos processes
+# and sends as one; unset, every record travels through the pipeline alone (Benthos's default).
 # Build the binary outside the repository (see /work/shared/notes/peers.md). One with just the components
 # this uses builds in about a minute (the full distribution's go.sum does not resolve here):
 #   mkdir /tmp/benthos && cd /tmp/benthos && go mod init benthosbench &&
@@ -70,6 +72,10 @@ kafka_franz)
   exit 2
   ;;
 esac
+if [[ -n ${BENTHOS_INPUT_BATCH:-} ]]; then
+  input+="
+    batching: {count: $BENTHOS_INPUT_BATCH, period: 5ms}"
+fi
 case $PROC in
 enrich) processors='    - mapping: |
         root = this
@@ -92,11 +98,16 @@ $output
 metrics: {prometheus: {}}
 logger: {level: WARN}
 EOF
-echo "benthos $CONN, process $PROC: config $dir/config.yaml" >&2
+echo "benthos $CONN, process $PROC, input batch ${BENTHOS_INPUT_BATCH:-none}: config $dir/config.yaml" >&2
+if curl -s -o /dev/null 127.0.0.1:4195/metrics; then
+  echo "something already serves 127.0.0.1:4195 (an earlier Benthos?); stop it first" >&2
+  exit 1
+fi
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 "$BIN" -c "$dir/config.yaml" >"$dir/log" 2>&1 &
 pid=$!
-trap 'kill $pid 2>/dev/null || true' EXIT
+# Stop it and wait, so the next run finds port 4195 free.
+trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
 sent() { curl -s 127.0.0.1:4195/metrics | awk '/^output_sent[{ ]/ { s += $NF } END { printf "%d", s }'; }
 start=""
 n0=0

@@ -81,7 +81,9 @@ type sample struct {
 	InFlight   int64   `json:"in_flight"`
 	Parked     int64   `json:"parked"`
 	RSSMB      float64 `json:"rss_mb"`
-	CPUPct     float64 `json:"cpu_pct"` // of one core
+	HeapMB     float64 `json:"heap_mb"`     // go.heap_objects_bytes: live and unswept heap objects
+	GoTotalMB  float64 `json:"go_total_mb"` // go.total_bytes: all memory the Go runtime mapped
+	CPUPct     float64 `json:"cpu_pct"`     // of one core
 }
 
 // summary is the JSON written per scenario.
@@ -103,6 +105,7 @@ type summary struct {
 	MaxLag         int64              `json:"max_lag"`
 	MaxParked      int64              `json:"max_parked"`
 	PeakRSSMB      float64            `json:"peak_rss_mb"`
+	PeakHeapMB     float64            `json:"peak_heap_mb"`
 	MeanCPUPct     float64            `json:"mean_cpu_pct"`
 	OutputRecords  int64              `json:"output_records"`
 	Lost           int64              `json:"lost"`
@@ -181,9 +184,9 @@ func main() {
 		if err := plot(filepath.Join(*out, n+".png"), n, s.Samples); err != nil {
 			log.Printf("%s: plot: %v", n, err)
 		}
-		log.Printf("%s: ingest %.0f/s emit %.0f/s lost %d dup %d p50 %.1f ms p99 %.1f ms p99.9 %.1f ms (after %s warm-up: %.1f / %.1f / %.1f ms) max lag %d peak RSS %.0f MB CPU %.0f%%",
+		log.Printf("%s: ingest %.0f/s emit %.0f/s lost %d dup %d p50 %.1f ms p99 %.1f ms p99.9 %.1f ms (after %s warm-up: %.1f / %.1f / %.1f ms) max lag %d peak RSS %.0f MB (heap %.0f MB) CPU %.0f%%",
 			n, s.IngestRate, s.EmitRate, s.Lost, s.Duplicated, s.LatencyMS["p50"], s.LatencyMS["p99"], s.LatencyMS["p99.9"],
-			warmup, s.LatencySteadyMS["p50"], s.LatencySteadyMS["p99"], s.LatencySteadyMS["p99.9"], s.MaxLag, s.PeakRSSMB, s.MeanCPUPct)
+			warmup, s.LatencySteadyMS["p50"], s.LatencySteadyMS["p99"], s.LatencySteadyMS["p99.9"], s.MaxLag, s.PeakRSSMB, s.PeakHeapMB, s.MeanCPUPct)
 	}
 }
 
@@ -284,7 +287,8 @@ loop:
 				continue
 			}
 			smp := sample{T: now.Sub(t0).Seconds(), Ingested: snap.Totals.Ingested, Emitted: snap.Totals.Emitted,
-				Lag: snap.Lag, InFlight: snap.InFlight, Parked: snap.Parked, RSSMB: float64(rss) / 1024}
+				Lag: snap.Lag, InFlight: snap.InFlight, Parked: snap.Parked, RSSMB: float64(rss) / 1024,
+				HeapMB: snap.Metrics.HeapBytes / (1 << 20), GoTotalMB: snap.Metrics.GoTotalBytes / (1 << 20)}
 			if !prevT.IsZero() {
 				dt := now.Sub(prevT).Seconds()
 				smp.IngestRate = float64(smp.Ingested-prev.Ingested) / dt
@@ -336,6 +340,7 @@ loop:
 		s.MaxLag = max(s.MaxLag, x.Lag)
 		s.MaxParked = max(s.MaxParked, x.Parked)
 		s.PeakRSSMB = max(s.PeakRSSMB, x.RSSMB)
+		s.PeakHeapMB = max(s.PeakHeapMB, x.HeapMB)
 		if x.T >= firstEmit && x.T <= lastEmit && x.CPUPct > 0 {
 			cpu += x.CPUPct
 			nCPU++
@@ -446,6 +451,10 @@ type snapshot struct {
 	Lag      int64 `json:"lag"`
 	InFlight int64 `json:"in_flight"`
 	Parked   int64 `json:"parked"`
+	Metrics  struct {
+		HeapBytes    float64 `json:"go.heap_objects_bytes"`
+		GoTotalBytes float64 `json:"go.total_bytes"`
+	} `json:"metrics"`
 }
 
 var httpc = &http.Client{Timeout: 2 * time.Second}
