@@ -9,6 +9,7 @@ package activity
 
 import (
 	"bytes"
+	stdjson "encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -67,7 +68,13 @@ func Parse(raw []byte) (Fields, error) {
 		return f, ErrNotObject
 	}
 	if err := json.Unmarshal(b, &f); err != nil {
-		return f, fmt.Errorf("decoding event: %w", err)
+		// The rare path: decode again with encoding/json, whose errors
+		// carry what callers report (the byte offset of a syntax error, the
+		// JSON type of a mistyped field).
+		f = Fields{}
+		if err := stdjson.Unmarshal(b, &f); err != nil {
+			return f, fmt.Errorf("decoding event: %w", err)
+		}
 	}
 	if f.ID == "" {
 		return f, ErrMissingID
