@@ -207,7 +207,7 @@ func NewServer(cfg RemoteConfig, q Queue, enrichers []Resolved, log logrus.Field
 // closes ln, gives requests in progress up to 2s and returns nil after
 // both stopped. Outstanding leases are dropped (see Server).
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	runErr := s.Run(ctx) // closes s.stop: long polls return at once

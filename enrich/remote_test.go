@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -338,5 +339,45 @@ func TestRemoteWorkerHeartbeatsSlowTask(t *testing.T) {
 	f.wantEachOnceOK(t, 2)
 	if got := f.count("enrich.remote.expired"); got != 0 {
 		t.Errorf("enrich.remote.expired = %d, want 0: heartbeats should hold the leases", got)
+	}
+}
+
+// TestRemoteServeBoundsHeaders: Serve's HTTP server answers 431 to an
+// oversized header before any handler (or token check) runs.
+func TestRemoteServeBoundsHeaders(t *testing.T) {
+	cfg := DefaultRemoteConfig()
+	cfg.Token = testToken
+	srv, err := NewServer(cfg, NewQueue(4), testEnrichers(t), quietLog(), metrics.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+	for _, tc := range []struct {
+		name   string
+		header int
+		want   int
+	}{
+		{"small header, no token", 100, http.StatusUnauthorized},
+		{"oversized header", 64 << 10, http.StatusRequestHeaderFieldsTooLarge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", "http://"+ln.Addr().String()+"/v1/work/lease", strings.NewReader(`{"max":1}`))
+			req.Header.Set("X-Filler", strings.Repeat("a", tc.header))
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if res.StatusCode != tc.want {
+				t.Errorf("status %d, want %d", res.StatusCode, tc.want)
+			}
+		})
 	}
 }

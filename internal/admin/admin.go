@@ -62,6 +62,10 @@ type Config struct {
 	Token string `mapstructure:"token"`
 }
 
+// maxHeaderBytes bounds a request's header; larger ones get 431. No
+// endpoint reads a request body.
+const maxHeaderBytes = 16 << 10
+
 // String redacts the token.
 func (c Config) String() string {
 	tok := ""
@@ -166,7 +170,8 @@ func Start(cfg Config, reg metrics.Registry, p Pipeline, reload func() error, lo
 		return nil, fmt.Errorf("admin.addr: %w (choose another address, or \"\" to turn the admin server off)", err)
 	}
 	s.ln = ln
-	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute,
+		MaxHeaderBytes: maxHeaderBytes}
 	s.sample(time.Now())
 	s.wg.Add(2)
 	go func() {

@@ -333,3 +333,33 @@ func TestTokenGuardsActions(t *testing.T) {
 		t.Error("the admin token is printed")
 	}
 }
+
+// TestOversizedHeaderRejected: the admin server bounds request headers.
+func TestOversizedHeaderRejected(t *testing.T) {
+	s, err := Start(Config{Addr: "127.0.0.1:0", Token: "secret"}, metrics.NewRegistry(), bare{}, nil, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, tc := range []struct {
+		name   string
+		header int
+		want   int
+	}{
+		{"small header", 100, http.StatusUnauthorized},
+		{"oversized header", 64 << 10, http.StatusRequestHeaderFieldsTooLarge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", "http://"+s.Addr().String()+"/admin/reload", nil)
+			req.Header.Set("X-Filler", strings.Repeat("a", tc.header))
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if res.StatusCode != tc.want {
+				t.Errorf("status %d, want %d", res.StatusCode, tc.want)
+			}
+		})
+	}
+}
