@@ -48,6 +48,11 @@ func (q Queue) Push(ctx context.Context, t *Task) error {
 // ErrTimeout is reported for an attempt that ran past its enricher's timeout.
 var ErrTimeout = errors.New("enrich: attempt timed out")
 
+// ErrLeaseExpired is reported for an attempt leased to a remote worker that
+// neither answered nor heartbeated in time (it died, stalled or lost the
+// network).
+var ErrLeaseExpired = errors.New("enrich: remote worker's lease expired")
+
 // Pool runs in-process workers that pull tasks from a Queue. The number of
 // workers can be changed while it runs (SetWorkers).
 type Pool struct {

@@ -12,19 +12,22 @@ package enrich
 //	                         takes up to N-1 more without waiting; no task: an empty list.
 //	                         409 if the worker lacks one of the distributor's enrichers.
 //	POST /v1/work/heartbeat  {"leases":["id",...]} -> {"lost":["id",...]}
-//	                         Extends each lease held to now+T; lost ones were re-queued.
+//	                         Extends each lease held to now+T; lost ones have expired.
 //	POST /v1/work/results    [{"lease":"id","value":<json>,"error":"..."}] -> {"accepted":n,"stale":m}
 //	                         A non-empty error is a failed attempt; otherwise value is the result.
 //
-// A lease neither answered nor heartbeated within T puts its task back on the
-// queue, unchanged (same attempt): a worker that dies loses no enrichment.
-// Its result, if it comes later, is stale and ignored, so each attempt is
-// reported exactly once.
+// A lease neither answered nor heartbeated within T is a failed attempt: its
+// task is reported with ErrLeaseExpired, and the distributor retries it as
+// the next attempt after its backoff, like any failure. So a worker that dies
+// loses no enrichment, and an activity that kills every worker that takes it
+// runs out of attempts (dead-lettered if required, marked missing if not)
+// instead of circling for ever. A result that comes after the expiry is
+// stale and ignored, so each attempt is reported exactly once.
 //
 // Metrics:
 //
 //	enrich.remote.leased   counter of tasks handed to remote workers
-//	enrich.remote.expired  counter of leases that expired; their tasks were re-queued
+//	enrich.remote.expired  counter of leases that expired (reported as failed attempts)
 //	enrich.remote.results  counter of results accepted and reported
 //	enrich.remote.stale    counter of results for unknown or expired leases, ignored
 //	enrich.remote.leases   gauge of leases held now
@@ -151,7 +154,7 @@ type lease struct {
 }
 
 // Server serves the task Queue to remote workers: it is an http.Handler
-// for the /v1/work/ endpoints, and Run re-queues expired leases. Its
+// for the /v1/work/ endpoints, and Run fails the attempts of expired leases. Its
 // methods are safe for concurrent use.
 //
 // Leases live only in the Server's memory. When Run returns (the
@@ -220,10 +223,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return runErr
 }
 
-// Run puts the tasks of expired leases back on the queue until ctx ends,
-// then stops the Server: long polls return, later requests get 503, and
-// outstanding leases are dropped. A re-queue blocks while the queue is
-// full. Run returns nil; it must be called once.
+// Run reports the tasks of expired leases as failed attempts
+// (ErrLeaseExpired) until ctx ends, then stops the Server: long polls
+// return, later requests get 503, and outstanding leases are dropped. Run
+// returns nil; it must be called once.
 func (s *Server) Run(ctx context.Context) error {
 	defer s.stopMu.Do(func() { close(s.stop) })
 	tick := time.NewTicker(max(s.ttl/4, 10*time.Millisecond))
@@ -241,12 +244,11 @@ func (s *Server) Run(ctx context.Context) error {
 		case now := <-tick.C:
 			expired := s.expire(now)
 			if len(expired) > 0 {
-				s.log.WithField("tasks", len(expired)).Warn("enrich.remote: leases expired (a worker died or stalled); re-queuing their tasks")
+				s.log.WithField("tasks", len(expired)).Warn("enrich.remote: leases expired (a worker died or stalled); their attempts failed and will be retried")
 			}
+			err := fmt.Errorf("%w after %s", ErrLeaseExpired, s.ttl)
 			for _, t := range expired {
-				if s.q.Push(ctx, t) != nil {
-					break // stopping: the ctx.Done case drops the rest
-				}
+				t.Report(t, nil, err)
 			}
 		}
 	}
@@ -373,7 +375,7 @@ more:
 		}
 	}
 	// Register the leases before answering: if the answer never arrives,
-	// they expire and the tasks are re-queued.
+	// they expire and the tasks are retried as their next attempt.
 	resp := leaseResponse{TTLMS: s.ttl.Milliseconds(), Tasks: make([]remoteTask, 0, len(tasks))}
 	deadline := time.Now().Add(s.ttl)
 	s.mu.Lock()
@@ -508,7 +510,7 @@ func NewWorker(cfg WorkerConfig, enrichers []Resolved, log logrus.FieldLogger, r
 
 // Run leases and runs tasks until ctx ends, then returns nil. At the end
 // it posts the results it has, and abandons tasks not finished: their
-// leases expire and the server re-queues them. Network errors and a
+// leases expire and the distributor retries them. Network errors and a
 // stopping server are retried after a pause; a refusal that retrying
 // cannot fix ends Run with an error wrapping ErrRejected.
 func (w *Worker) Run(ctx context.Context) error {
@@ -668,7 +670,7 @@ func (w *Worker) heartbeat(ctx context.Context) {
 		if err != nil && ctx.Err() == nil {
 			w.log.WithError(err).Warn("heartbeat failed; leases may expire and their tasks run again")
 		} else if len(resp.Lost) > 0 {
-			w.log.WithField("leases", len(resp.Lost)).Warn("leases lost (expired); their tasks were re-queued")
+			w.log.WithField("leases", len(resp.Lost)).Warn("leases lost (expired); the distributor retries their tasks")
 		}
 	}
 }

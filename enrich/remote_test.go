@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -30,15 +32,17 @@ type remoteFixture struct {
 	url string
 	reg metrics.Registry
 
-	mu      sync.Mutex
-	reports map[string][]error // activity id -> the error of each report
-	values  map[string]json.RawMessage
+	mu             sync.Mutex
+	reports        map[string][]error // activity id -> the error of each final report
+	values         map[string]json.RawMessage
+	attempts       map[string]int // activity id -> the attempt of its last final report
+	expiredReports []string       // activity ids reported with ErrLeaseExpired, in order
 }
 
 func newRemoteFixture(t *testing.T, ttl time.Duration) *remoteFixture {
 	t.Helper()
 	f := &remoteFixture{q: NewQueue(64), reg: metrics.NewRegistry(),
-		reports: map[string][]error{}, values: map[string]json.RawMessage{}}
+		reports: map[string][]error{}, values: map[string]json.RawMessage{}, attempts: map[string]int{}}
 	cfg := DefaultRemoteConfig()
 	cfg.Token, cfg.Lease = testToken, ttl
 	srv, err := NewServer(cfg, f.q, testEnrichers(t), quietLog(), f.reg)
@@ -76,12 +80,22 @@ func (f *remoteFixture) push(t *testing.T, n int) {
 	t.Helper()
 	for i := range n {
 		a := &activity.Fields{ID: fmt.Sprintf("act-%d", i), Text: "hello #bend http://x.test"}
-		task := &Task{Enricher: 0, Activity: a, Attempt: 1, Report: func(t *Task, v json.RawMessage, err error) {
+		report := func(t *Task, v json.RawMessage, err error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
+			if errors.Is(err, ErrLeaseExpired) {
+				// As the distributor does: the next attempt, queued.
+				f.expiredReports = append(f.expiredReports, t.Activity.ID)
+				next := *t
+				next.Attempt++
+				go func() { _ = f.q.Push(context.Background(), &next) }()
+				return
+			}
 			f.reports[t.Activity.ID] = append(f.reports[t.Activity.ID], err)
 			f.values[t.Activity.ID] = v
-		}}
+			f.attempts[t.Activity.ID] = t.Attempt
+		}
+		task := &Task{Enricher: 0, Activity: a, Attempt: 1, Report: report}
 		if err := f.q.Push(context.Background(), task); err != nil {
 			t.Fatal(err)
 		}
@@ -169,9 +183,11 @@ func (f *remoteFixture) rawPost(t *testing.T, path, token, body string) (int, st
 }
 
 // TestRemoteDeadWorkerLeasesExpire: a worker leases tasks and dies (no
-// heartbeat, no result). Its leases expire, the tasks go back on the queue
-// and a live worker completes them: each is reported exactly once, OK. The
-// dead worker's late results are stale and ignored.
+// heartbeat, no result). Its leases expire: each of those tasks is reported
+// once with ErrLeaseExpired (a failed attempt), the fixture retries it as
+// attempt 2, as the distributor does, and a live worker completes it: each
+// task ends reported exactly once, OK. The dead worker's late results are
+// stale and ignored.
 func TestRemoteDeadWorkerLeasesExpire(t *testing.T) {
 	f := newRemoteFixture(t, 300*time.Millisecond)
 	const n = 20
@@ -209,6 +225,18 @@ func TestRemoteDeadWorkerLeasesExpire(t *testing.T) {
 	f.wantEachOnceOK(t, n)
 	if got := f.count("enrich.remote.expired"); got != 8 {
 		t.Errorf("enrich.remote.expired = %d, want 8", got)
+	}
+	f.mu.Lock()
+	expired := slices.Clone(f.expiredReports)
+	retried := 0
+	for _, id := range expired {
+		if f.attempts[id] == 2 {
+			retried++
+		}
+	}
+	f.mu.Unlock()
+	if len(expired) != 8 || retried != 8 {
+		t.Errorf("expired reports %v, %d of them completed at attempt 2; want 8 and 8", expired, retried)
 	}
 	if got := f.count("enrich.remote.stale"); got != 8 {
 		t.Errorf("enrich.remote.stale = %d, want 8", got)

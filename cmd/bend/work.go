@@ -37,7 +37,7 @@ the leases of tasks in progress.
 
 The token is --token, else enrich.remote.token (BEND_ENRICH_REMOTE_TOKEN).
 On SIGINT/SIGTERM finished results are posted and unfinished tasks are
-abandoned: their leases expire and the distributor re-queues them.`,
+abandoned: their leases expire and the distributor retries them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(cmd.Flag("config").Value.String())

@@ -68,7 +68,7 @@ func okIDs(t *testing.T, path, name string) map[string]int {
 // TestWorkRemoteWorkersEndToEnd runs the daemon with no local workers and
 // its task server on; two remote workers enrich, and one is killed
 // mid-run (its requests fail from then on, as if the process died, and
-// its context ends). Its leased tasks expire and are re-queued, so every
+// its context ends). Its leased tasks expire and are retried, so every
 // activity is emitted with the required enrichment done.
 func TestWorkRemoteWorkersEndToEnd(t *testing.T) {
 	brokers := kafkatest.Brokers(t)
