@@ -9,7 +9,7 @@
 //
 //	go run ./bench/cmd/bendbench [flags] SCENARIO...
 //
-// Scenarios: steady, spike, drain, iobound, zipf (see scenarios below). Without
+// Scenarios: steady, steady40, steady60, spike, seedspike, spikecap, drain, iobound, zipf (see scenarios below). Without
 // --brokers it starts a broker with scripts/kafka (state in --kafka-state) and
 // stops it at the end.
 package main
@@ -65,9 +65,12 @@ var scenarios = map[string]scenario{
 	"steady60": {Name: "steady60", Rate: 60000, Profile: "steady", Limit: 60000 * 30, Enricher: "noop", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
 	"spikecap": {Name: "spikecap", Rate: 3000, Profile: "spike", SpikeRate: 30000, SpikeEvery: "15s", SpikeFor: "5s", Limit: 15*3000 + 5*30000 + 45*3000, Enricher: "lookup", LookupDelay: "50ms", Workers: 300, QueueSize: 600, MaxItems: 2000, Emitters: 2},
 	"spike":    {Name: "spike", Rate: 8000, Profile: "spike", SpikeRate: 50000, SpikeEvery: "20s", SpikeFor: "10s", Limit: 20*8000 + 10*50000 + 30*8000, Enricher: "noop", Workers: 2, QueueSize: 256, MaxItems: 2000, Emitters: 2},
-	"drain":    {Name: "drain", Rate: 8000, Profile: "steady", Limit: 1000000, Preload: true, Enricher: "noop", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
-	"iobound":  {Name: "iobound", Rate: 2000, Profile: "steady", Limit: 2000 * 45, Enricher: "lookup", LookupDelay: "200ms", Workers: 512, QueueSize: 2048, MaxItems: 4000, Emitters: 2},
-	"zipf":     {Name: "zipf", Rate: 15000, Profile: "steady", Limit: 15000 * 45, KeySkew: 1.1, Enricher: "noop", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
+	// seedspike is the spike at full length: 8k/s, one 60 s burst of 50k/s, 8k/s again, with
+	// enrichment capped at 20k/s (lookup 10 ms x 200 workers), well below the burst: lag must grow and drain.
+	"seedspike": {Name: "seedspike", Rate: 8000, Profile: "spike", SpikeRate: 50000, SpikeEvery: "20s", SpikeFor: "60s", Limit: 20*8000 + 60*50000 + 20*8000, Enricher: "lookup", LookupDelay: "10ms", Workers: 200, QueueSize: 400, MaxItems: 4000, Emitters: 2},
+	"drain":     {Name: "drain", Rate: 8000, Profile: "steady", Limit: 1000000, Preload: true, Enricher: "noop", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
+	"iobound":   {Name: "iobound", Rate: 2000, Profile: "steady", Limit: 2000 * 45, Enricher: "lookup", LookupDelay: "200ms", Workers: 512, QueueSize: 2048, MaxItems: 4000, Emitters: 2},
+	"zipf":      {Name: "zipf", Rate: 15000, Profile: "steady", Limit: 15000 * 45, KeySkew: 1.1, Enricher: "noop", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
 }
 
 // sample is one second of the run.
@@ -132,7 +135,7 @@ func main() {
 	flag.DurationVar(&warmup, "warmup", 10*time.Second, "latency_steady_ms leaves out events created this soon after bend's first emit")
 	flag.Parse()
 	if flag.NArg() == 0 {
-		log.Fatalf("usage: bendbench [flags] SCENARIO... (one of steady steady40 steady60 spike spikecap drain iobound zipf, or all)")
+		log.Fatalf("usage: bendbench [flags] SCENARIO... (one of steady steady40 steady60 spike seedspike spikecap drain iobound zipf, or all)")
 	}
 	names := flag.Args()
 	if len(names) == 1 && names[0] == "all" {
