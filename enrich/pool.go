@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bendstream/bend/internal/activity"
+	"github.com/bendstream/bend/internal/metricsutil"
 	metrics "github.com/rcrowley/go-metrics"
 	"github.com/sirupsen/logrus"
 )
@@ -83,7 +84,7 @@ func NewPool(workers int, enrichers []Resolved, log logrus.FieldLogger, reg metr
 	}))
 	reg.GetOrRegister("enrich.workers", metrics.NewFunctionalGauge(p.running.Load))
 	for _, e := range enrichers {
-		p.latency = append(p.latency, metrics.GetOrRegisterTimer("enrich."+e.Name+".latency", reg))
+		p.latency = append(p.latency, metricsutil.GetOrRegisterTimer("enrich."+e.Name+".latency", reg))
 		p.errs = append(p.errs, metrics.GetOrRegisterCounter("enrich."+e.Name+".errors", reg))
 		p.timeouts = append(p.timeouts, metrics.GetOrRegisterCounter("enrich."+e.Name+".timeouts", reg))
 	}

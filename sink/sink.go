@@ -27,6 +27,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/bendstream/bend/internal/kafka"
+	"github.com/bendstream/bend/internal/metricsutil"
 	metrics "github.com/rcrowley/go-metrics"
 	"github.com/sirupsen/logrus"
 )
@@ -149,7 +150,7 @@ func New(cfg Config, brokers []string, producerCfg *sarama.Config, outputTopic, 
 		emitted: metrics.GetOrRegisterMeter("sink.emitted", reg),
 		dead:    metrics.GetOrRegisterMeter("sink.dead_letters", reg),
 		failed:  metrics.GetOrRegisterCounter("sink.failed", reg),
-		latency: metrics.GetOrRegisterHistogram("sink.latency", reg, metrics.NewExpDecaySample(1028, 0.015)),
+		latency: metricsutil.GetOrRegisterHistogram("sink.latency", reg),
 	}
 	if cfg.Kafka.ExactlyOnce {
 		if cfg.Kafka.TransactionalID == "" {
