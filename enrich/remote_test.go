@@ -396,15 +396,8 @@ func TestRemoteServeBoundsHeaders(t *testing.T) {
 		{"oversized header", 64 << 10, http.StatusRequestHeaderFieldsTooLarge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			req, _ := http.NewRequest("POST", "http://"+ln.Addr().String()+"/v1/work/lease", strings.NewReader(`{"max":1}`))
-			req.Header.Set("X-Filler", strings.Repeat("a", tc.header))
-			res, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			res.Body.Close()
-			if res.StatusCode != tc.want {
-				t.Errorf("status %d, want %d", res.StatusCode, tc.want)
+			if got := testutil.StatusWithHeader(t, "POST", "http://"+ln.Addr().String()+"/v1/work/lease", `{"max":1}`, tc.header); got != tc.want {
+				t.Errorf("status %d, want %d", got, tc.want)
 			}
 		})
 	}

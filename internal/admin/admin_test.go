@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bendstream/bend/internal/testutil"
 	metrics "github.com/rcrowley/go-metrics"
 	"github.com/sirupsen/logrus"
 )
@@ -350,15 +351,8 @@ func TestOversizedHeaderRejected(t *testing.T) {
 		{"oversized header", 64 << 10, http.StatusRequestHeaderFieldsTooLarge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			req, _ := http.NewRequest("POST", "http://"+s.Addr().String()+"/admin/reload", nil)
-			req.Header.Set("X-Filler", strings.Repeat("a", tc.header))
-			res, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			res.Body.Close()
-			if res.StatusCode != tc.want {
-				t.Errorf("status %d, want %d", res.StatusCode, tc.want)
+			if got := testutil.StatusWithHeader(t, "POST", "http://"+s.Addr().String()+"/admin/reload", "", tc.header); got != tc.want {
+				t.Errorf("status %d, want %d", got, tc.want)
 			}
 		})
 	}

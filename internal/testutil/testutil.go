@@ -3,7 +3,9 @@ package testutil
 
 import (
 	"io"
+	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,4 +35,23 @@ func Logger() logrus.FieldLogger {
 		l.SetLevel(logrus.DebugLevel)
 	}
 	return l
+}
+
+// StatusWithHeader sends method to url with body and a filler header of
+// headerBytes bytes (0: none) and returns the response's status code.
+func StatusWithHeader(t testing.TB, method, url, body string, headerBytes int) int {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if headerBytes > 0 {
+		req.Header.Set("X-Filler", strings.Repeat("a", headerBytes))
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	return res.StatusCode
 }

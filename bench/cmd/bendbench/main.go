@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/bendstream/bend/bench/internal/benchkit"
 	"github.com/bendstream/bend/internal/synth"
 )
 
@@ -501,12 +502,7 @@ func procStats(pid int) (ticks int64, rssKB int64) {
 	return ticks, rssKB
 }
 
-func saramaConfig() *sarama.Config {
-	c := sarama.NewConfig()
-	c.Version = sarama.V3_6_0_0
-	c.ClientID = "bendbench"
-	return c
-}
+func saramaConfig() *sarama.Config { return benchkit.Config("bendbench") }
 
 func createTopic(brokers, topic string, partitions int32) error {
 	adm, err := sarama.NewClusterAdmin([]string{brokers}, saramaConfig())
@@ -520,15 +516,7 @@ func createTopic(brokers, topic string, partitions int32) error {
 // preload produces n synthetic activities (seed 42, ids act-1..act-n) with
 // the same producer settings as bend's ingest, and returns the rate.
 func preload(brokers, topic string, n int64) (float64, error) {
-	c := saramaConfig()
-	c.Producer.RequiredAcks = sarama.WaitForAll
-	c.Producer.Idempotent = true
-	c.Net.MaxOpenRequests = 1
-	c.Producer.Compression = sarama.CompressionLZ4
-	c.Producer.Flush.Frequency = 5 * time.Millisecond
-	c.Producer.Flush.Bytes = 1 << 20
-	c.Producer.MaxMessageBytes = 1 << 20
-	c.Producer.Return.Successes = true
+	c := benchkit.ProducerConfig("bendbench")
 	p, err := sarama.NewAsyncProducer([]string{brokers}, c)
 	if err != nil {
 		return 0, err

@@ -53,6 +53,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/bendstream/bend/bench/internal/benchkit"
 	"github.com/bendstream/bend/internal/synth"
 )
 
@@ -368,13 +369,7 @@ func (r *runner) produce() error {
 		}
 	}
 	adm.Close()
-	c := saramaConfig()
-	c.Producer.RequiredAcks = sarama.WaitForAll
-	c.Producer.Idempotent = true
-	c.Net.MaxOpenRequests = 1
-	c.Producer.Compression = sarama.CompressionLZ4
-	c.Producer.Flush.Frequency = 5 * time.Millisecond
-	c.Producer.Return.Successes = true
+	c := benchkit.ProducerConfig("bendfault")
 	c.Producer.Retry.Max = 20
 	c.Producer.Retry.Backoff = 250 * time.Millisecond
 	p, err := sarama.NewAsyncProducer([]string{r.s.brokers}, c)
@@ -1038,9 +1033,7 @@ func idOf(v []byte) string {
 }
 
 func saramaConfig() *sarama.Config {
-	c := sarama.NewConfig()
-	c.Version = sarama.V3_6_0_0
-	c.ClientID = "bendfault"
+	c := benchkit.Config("bendfault")
 	c.Consumer.Retry.Backoff = 500 * time.Millisecond
 	c.Metadata.Retry.Max = 20
 	c.Metadata.Retry.Backoff = 500 * time.Millisecond
