@@ -389,9 +389,24 @@ func (r *runner) produce() error {
 		}
 	}()
 	go func() {
+		// Each refused record is re-sent after its own pause (not the
+		// producing loop's: while sarama's breaker is open, every record
+		// fails at once, and pausing the loop per record stalls the input).
+		var n int
+		var last time.Time
 		for e := range p.Errors() {
-			log.Printf("%s: produce %s: %v (re-sending)", r.name, e.Msg.Key, e.Err)
-			resend <- e.Msg
+			n++
+			if time.Since(last) >= time.Second {
+				last = time.Now()
+				log.Printf("%s: produce %s: %v (re-sending; %d re-sends so far)", r.name, e.Msg.Key, e.Err, n)
+			}
+			m := e.Msg
+			time.AfterFunc(250*time.Millisecond, func() {
+				select {
+				case resend <- m:
+				case <-r.ctx.Done():
+				}
+			})
 		}
 	}()
 	go func() {
@@ -407,7 +422,6 @@ func (r *runner) produce() error {
 				r.produceDone <- r.ctx.Err()
 				return
 			case m := <-resend:
-				time.Sleep(250 * time.Millisecond)
 				p.Input() <- m
 			case <-tick.C:
 				owed += perTick
