@@ -216,10 +216,9 @@ func loadavg() string {
 }
 
 func freePort() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := benchkit.FreeAddr()
 	must(err)
-	defer l.Close()
-	return l.Addr().String()
+	return a
 }
 
 func runScenario(sc scenario, brokers, bin, work string, timeout time.Duration) (*summary, error) {
@@ -489,16 +488,7 @@ func procStats(pid int) (ticks int64, rssKB int64) {
 			}
 		}
 	}
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "VmRSS:") {
-				f := strings.Fields(l)
-				if len(f) >= 2 {
-					rssKB, _ = strconv.ParseInt(f[1], 10, 64)
-				}
-			}
-		}
-	}
+	rssKB = benchkit.RSSKB(pid)
 	return ticks, rssKB
 }
 
@@ -599,7 +589,7 @@ func verify(brokers, topic string, want int64, from, steadyFrom time.Time) (n, l
 			for {
 				select {
 				case m := <-pc.Messages():
-					id, created := fields(m.Value)
+					id, created := benchkit.Fields(m.Value)
 					num, perr := strconv.ParseInt(strings.TrimPrefix(id, "act-"), 10, 64)
 					mu.Lock()
 					n++
@@ -659,24 +649,6 @@ func percentiles(lats []float64) map[string]float64 {
 		return lats[min(len(lats)-1, int(p*float64(len(lats))))]
 	}
 	return map[string]float64{"p50": q(0.5), "p99": q(0.99), "p99.9": q(0.999), "max": q(1), "count": float64(len(lats))}
-}
-
-// fields extracts the top-level "id" (the first key bend's synthetic events
-// carry) and "created_at" without a full JSON decode.
-func fields(v []byte) (id, created string) {
-	str := func(key string) string {
-		i := bytes.Index(v, []byte(key))
-		if i < 0 {
-			return ""
-		}
-		rest := v[i+len(key):]
-		j := bytes.IndexByte(rest, '"')
-		if j < 0 {
-			return ""
-		}
-		return string(rest[:j])
-	}
-	return str(`{"id":"`), str(`"created_at":"`)
 }
 
 // activeCounter tracks the lookup server's concurrent requests.

@@ -6,23 +6,6 @@ import (
 	"testing"
 )
 
-func TestFields(t *testing.T) {
-	for _, tc := range []struct {
-		name, in, wantID, wantCreated string
-	}{
-		{"enriched", `{"id":"act-7","author":{"id":"u1"},"created_at":"2026-11-22T08:00:00.1Z","enrichments":{}}`, "act-7", "2026-11-22T08:00:00.1Z"},
-		{"no created_at", `{"id":"act-1"}`, "act-1", ""},
-		{"not an activity", `[]`, "", ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			id, created := fields([]byte(tc.in))
-			if id != tc.wantID || created != tc.wantCreated {
-				t.Errorf("fields(%s) = %q, %q, want %q, %q", tc.in, id, created, tc.wantID, tc.wantCreated)
-			}
-		})
-	}
-}
-
 func TestNice(t *testing.T) {
 	for _, tc := range []struct{ in, want float64 }{{0, 1}, {7, 10}, {12, 20}, {49659, 50000}, {150073, 200000}} {
 		if got := nice(tc.in); got != tc.want {

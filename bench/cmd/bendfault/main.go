@@ -164,10 +164,9 @@ func must(err error) {
 }
 
 func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := benchkit.FreeAddr()
 	must(err)
-	defer l.Close()
-	return l.Addr().String()
+	return a
 }
 
 func (s *suite) kafka(args ...string) (string, error) {
@@ -326,7 +325,7 @@ func (r *runner) sample() {
 			r.mu.Lock()
 			for _, p := range r.procs {
 				if pid := p.pid(); pid > 0 {
-					r.peakRSS.Store(max(r.peakRSS.Load(), rssKB(pid)))
+					r.peakRSS.Store(max(r.peakRSS.Load(), benchkit.RSSKB(pid)))
 				}
 			}
 			r.mu.Unlock()
@@ -988,7 +987,7 @@ func newTracker(n int64) *tracker { return &tracker{seen: make([]uint8, n+1)} }
 // add counts one output record; it lacks the enrichment unless it holds
 // mark.
 func (t *tracker) add(v []byte, mark string) {
-	id := idOf(v)
+	id, _ := benchkit.Fields(v)
 	num, err := strconv.ParseInt(strings.TrimPrefix(id, "act-"), 10, 64)
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -1033,38 +1032,10 @@ func (t *tracker) count() (total, lost, dup, unenriched int64) {
 	return t.total, lost, dup, t.missing
 }
 
-// idOf extracts the top-level "id", the first key of bend's synthetic events.
-func idOf(v []byte) string {
-	const key = `{"id":"`
-	if !bytes.HasPrefix(v, []byte(key)) {
-		return ""
-	}
-	rest := v[len(key):]
-	if j := bytes.IndexByte(rest, '"'); j >= 0 {
-		return string(rest[:j])
-	}
-	return ""
-}
-
 func saramaConfig() *sarama.Config {
 	c := benchkit.Config("bendfault")
 	c.Consumer.Retry.Backoff = 500 * time.Millisecond
 	c.Metadata.Retry.Max = 20
 	c.Metadata.Retry.Backoff = 500 * time.Millisecond
 	return c
-}
-
-// rssKB is a process's resident set in KiB.
-func rssKB(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for l := range strings.SplitSeq(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
-			n, _ := strconv.ParseInt(f[1], 10, 64)
-			return n
-		}
-	}
-	return 0
 }

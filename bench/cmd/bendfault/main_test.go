@@ -2,19 +2,6 @@ package main
 
 import "testing"
 
-func TestIDOf(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{`{"id":"act-12","text":"x"}`, "act-12"},
-		{`{"text":"x","id":"act-12"}`, ""}, // bend's synthetic events carry id first
-		{`{"id":"act-7`, ""},
-		{``, ""},
-	} {
-		if got := idOf([]byte(tc.in)); got != tc.want {
-			t.Errorf("idOf(%s) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
-
 func TestTrackerCounts(t *testing.T) {
 	const mark = `"enrichments":{"fault":`
 	tr := newTracker(5)
