@@ -101,10 +101,10 @@ func (s Spec) validateOptions(key string) []error {
 	return errs
 }
 
-// instantFunc is an enricher that never waits and finishes in microseconds
-// (noop, stats): the pool runs it without a per-attempt deadline, whose
-// timer would cost more than the enrichment itself.
-type instantFunc func(ctx context.Context, a *activity.Fields) (json.RawMessage, error)
+// instantFunc is an EnricherFunc that never waits and finishes in
+// microseconds (noop, stats): the pool runs it without a per-attempt
+// deadline, whose timer would cost more than the enrichment itself.
+type instantFunc EnricherFunc
 
 // Enrich calls f.
 func (f instantFunc) Enrich(ctx context.Context, a *activity.Fields) (json.RawMessage, error) {

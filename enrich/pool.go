@@ -63,6 +63,9 @@ type Pool struct {
 	latency   []metrics.Timer
 	errs      []metrics.Counter
 	timeouts  []metrics.Counter
+	// timed is false for the instant enrichers (noop, stats): they run
+	// without a per-attempt deadline, whose timer would cost more than they do.
+	timed []bool
 
 	workers atomic.Int64  // wanted (enrich.workers)
 	running atomic.Int64  // started by Run and not yet stopped
@@ -87,6 +90,8 @@ func NewPool(workers int, enrichers []Resolved, log logrus.FieldLogger, reg metr
 		p.latency = append(p.latency, metricsutil.GetOrRegisterTimer("enrich."+e.Name+".latency", reg))
 		p.errs = append(p.errs, metrics.GetOrRegisterCounter("enrich."+e.Name+".errors", reg))
 		p.timeouts = append(p.timeouts, metrics.GetOrRegisterCounter("enrich."+e.Name+".timeouts", reg))
+		_, instant := e.Enricher.(instantFunc)
+		p.timed = append(p.timed, !instant)
 	}
 	return p
 }
@@ -176,18 +181,15 @@ func (p *Pool) Do(ctx context.Context, t *Task) {
 	e := p.enrichers[t.Enricher]
 	p.busy.Inc(1)
 	start := time.Now()
-	var res json.RawMessage
-	var err error
-	if _, instant := e.Enricher.(instantFunc); instant {
-		res, err = safeEnrich(ctx, e.Enricher, t.Activity)
-	} else {
-		actx, cancel := context.WithTimeout(ctx, e.Timeout)
-		res, err = safeEnrich(actx, e.Enricher, t.Activity)
-		if err == nil && actx.Err() != nil {
-			err = actx.Err()
-		}
-		cancel()
+	actx, cancel := ctx, context.CancelFunc(func() {})
+	if p.timed[t.Enricher] {
+		actx, cancel = context.WithTimeout(ctx, e.Timeout)
 	}
+	res, err := safeEnrich(actx, e.Enricher, t.Activity)
+	if err == nil && actx.Err() != nil {
+		err = actx.Err()
+	}
+	cancel()
 	p.busy.Dec(1)
 	switch {
 	case err == nil:
