@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/IBM/sarama"
@@ -129,4 +130,14 @@ func newLogger(c config.Log, w io.Writer) *logrus.Logger {
 		log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
 	}
 	return log
+}
+
+// applyMemoryLimit sets the Go runtime's soft memory limit from
+// memory_limit. It is the one setting of the whole process, so only the
+// commands that run a pipeline or a worker call it.
+func applyMemoryLimit(cfg config.Config, log logrus.FieldLogger) {
+	if cfg.MemoryLimit > 0 {
+		debug.SetMemoryLimit(cfg.MemoryLimit)
+		log.WithField("memory_limit", cfg.MemoryLimit).Info("Go soft memory limit set")
+	}
 }

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -119,14 +118,4 @@ func listenRemote(cfg enrich.Config, q enrich.Queue, enrichers []enrich.Resolved
 		}
 		return err
 	}, nil
-}
-
-// applyMemoryLimit sets the Go runtime's soft memory limit from
-// memory_limit. It is the one setting of the whole process, so only the
-// commands that run a pipeline or a worker call it.
-func applyMemoryLimit(cfg config.Config, log logrus.FieldLogger) {
-	if cfg.MemoryLimit > 0 {
-		debug.SetMemoryLimit(cfg.MemoryLimit)
-		log.WithField("memory_limit", cfg.MemoryLimit).Info("Go soft memory limit set")
-	}
 }

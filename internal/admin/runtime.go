@@ -2,6 +2,7 @@ package admin
 
 import (
 	"bytes"
+	"math"
 	"os"
 	"runtime/metrics"
 	"strconv"
@@ -32,7 +33,7 @@ func RegisterRuntime(reg gometrics.Registry) {
 			if s[0].Value.Kind() != metrics.KindUint64 {
 				return 0
 			}
-			return int64(min(s[0].Value.Uint64(), 1<<62))
+			return int64(min(s[0].Value.Uint64(), math.MaxInt64)) // no limit reads as MaxInt64
 		}))
 	}
 }
