@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -91,14 +92,25 @@ func TestWorkRemoteWorkersEndToEnd(t *testing.T) {
 	go func() { done <- run(ctx, cfg, log, io.Discard) }()
 	url := "http://" + cfg.Enrich.Remote.Addr
 
-	// The doomed worker: slow, so that it always holds leases in progress.
+	// The doomed worker: slow, and from its 305th task on it holds each
+	// task until it is killed, so that it dies with leases in progress
+	// (with 4 goroutines, at least 301 tasks are done by then). Without the
+	// hold, the other worker may have drained the queue at the kill.
 	reg1 := metrics.NewRegistry()
 	built, err := cfg.Enrich.Build(nil, reg1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	inner := built[0].Enricher
+	var calls atomic.Int64
+	holding := make(chan struct{})
+	var holdOnce sync.Once
 	built[0].Enricher = enrich.EnricherFunc(func(ctx context.Context, a *activity.Fields) (json.RawMessage, error) {
+		if calls.Add(1) > 304 {
+			holdOnce.Do(func() { close(holding) })
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
 		select {
 		case <-time.After(2 * time.Millisecond):
 		case <-ctx.Done():
@@ -126,7 +138,14 @@ func TestWorkRemoteWorkersEndToEnd(t *testing.T) {
 	}()
 
 	ran1 := metrics.GetOrRegisterTimer("enrich.stats.latency", reg1)
-	eventually(t, 60*time.Second, "the doomed worker enriched 300 tasks", func() bool { return ran1.Count() >= 300 })
+	eventually(t, 60*time.Second, "the doomed worker enriched 300 tasks and holds the next", func() bool {
+		select {
+		case <-holding:
+			return ran1.Count() >= 300
+		default:
+			return false
+		}
+	})
 	tr.dead.Store(true)
 	kill1()
 	if err := <-done1; err != nil {
