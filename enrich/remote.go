@@ -243,9 +243,10 @@ func (s *Server) Run(ctx context.Context) error {
 			return nil
 		case now := <-tick.C:
 			expired := s.expire(now)
-			if len(expired) > 0 {
-				s.log.WithField("tasks", len(expired)).Warn("enrich.remote: leases expired (a worker died or stalled); their attempts failed and will be retried")
+			if len(expired) == 0 {
+				continue
 			}
+			s.log.WithField("tasks", len(expired)).Warn("enrich.remote: leases expired (a worker died or stalled); their attempts failed and will be retried")
 			err := fmt.Errorf("%w after %s", ErrLeaseExpired, s.ttl)
 			for _, t := range expired {
 				t.Report(t, nil, err)
