@@ -49,6 +49,19 @@ type Fields struct {
 	Author struct {
 		ID string `json:"id"`
 	} `json:"author"`
+
+	// The fields below are set by a Format's mapping (Format.Map), not
+	// by Parse, and are not part of the JSON form of Fields.
+
+	// Kind is "" for an activity, or the kind of a non-activity event
+	// (KindDelete, ...), which is passed on unenriched.
+	Kind string `json:"-"`
+	// Key is the mapped Kafka key, when the format names one.
+	Key string `json:"-"`
+	// Lang is the language the publisher tagged the event with, if any.
+	Lang string `json:"-"`
+	// CreatedAt is when the event was created, if the format says.
+	CreatedAt time.Time `json:"-"`
 }
 
 // Errors returned by Parse. Callers branch on them to pick a dead-letter reason.
