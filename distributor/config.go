@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/bendstream/bend/internal/activity"
 )
 
 // Config is the "distributor" section of config.yaml.
@@ -53,6 +54,14 @@ type Config struct {
 	// exactly-once mode, where the sink commits offsets inside its
 	// transactions; not a config.yaml key.
 	ExternalCommit bool `mapstructure:"-"`
+	// Format is the format of records without a bend-format header
+	// (written by other tools than bend's ingest): a preset name, see
+	// activity.Presets. Default "bend".
+	Format string `mapstructure:"format"`
+	// Formats resolves the bend-format header of records; set by bend from
+	// the sources' formats (ingest.Config.FormatConfigs). Nil means the
+	// presets only. Not a config.yaml key.
+	Formats *activity.Formats `mapstructure:"-"`
 }
 
 // DefaultConfig returns the documented defaults.
@@ -67,6 +76,7 @@ func DefaultConfig() Config {
 		MaxPartitionInFlight: 10000,
 		DrainTimeout:         10 * time.Second,
 		CommitInterval:       time.Second,
+		Format:               activity.PresetBend,
 	}
 }
 
@@ -99,6 +109,11 @@ func (c Config) Validate() error {
 	}
 	if c.CommitInterval <= 0 {
 		errs = append(errs, errors.New("distributor.commit_interval: must be positive"))
+	}
+	if c.Formats == nil {
+		if _, err := activity.NewFormats("distributor.format", c.Format, nil); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

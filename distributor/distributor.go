@@ -84,6 +84,9 @@ func New(cfg Config, brokers []string, sc *sarama.Config, topics []string, enric
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Formats == nil {
+		cfg.Formats, _ = activity.NewFormats("distributor.format", cfg.Format, nil) // checked by Validate
+	}
 	d := &Distributor{cfg: cfg, brokers: brokers, sc: cfg.consumerConfig(sc), topics: topics,
 		enrichers: enrichers, work: work, dq: dq, log: log, reg: reg, claims: map[*claimState]struct{}{},
 		consumed:    metrics.GetOrRegisterMeter("distributor.consumed", reg),
@@ -345,10 +348,12 @@ func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.Cons
 	d.consumed.Mark(1)
 	j := &job{msg: m, cs: cs, read: time.Now()}
 	due := j.read.Add(d.Delay())
-	f, perr := activity.Parse(m.Value)
+	f, perr := d.cfg.parse(m)
 	if perr != nil {
 		j.deadLetter = "invalid event: " + perr.Error()
 		due = j.read
+	} else if f.Kind != "" {
+		due = j.read // a non-activity event: passed on unenriched, at once
 	} else {
 		j.fields = f
 		j.results = make([]result, len(d.enrichers))
@@ -373,6 +378,11 @@ func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.Cons
 	cs.add(m.Offset, m.Timestamp)
 	if perr != nil {
 		j.rec = j.deadLetterRecord(d, j.deadLetter)
+		d.dq.Complete(it)
+		return nil
+	}
+	if f.Kind != "" {
+		j.rec = j.passRecord(d, f.Kind)
 		d.dq.Complete(it)
 		return nil
 	}

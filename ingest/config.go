@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bendstream/bend/internal/activity"
 	"github.com/bendstream/bend/internal/kafka"
 	"github.com/bendstream/bend/internal/synth"
 )
@@ -102,6 +103,9 @@ type StreamConfig struct {
 	// nothing for this long while ingest is ready to read; time spent
 	// blocked on Kafka does not count. Default 60s.
 	IdleTimeout time.Duration `mapstructure:"idle_timeout"`
+	// FormatConfig is how the events are read: keys ingest.stream.format,
+	// ingest.stream.fields.*, ingest.stream.non_activity, ingest.stream.non_activity_topic.
+	activity.FormatConfig `mapstructure:",squash"`
 }
 
 // HTTPConfig is the "ingest.http" section of config.yaml: a receiver for
@@ -139,6 +143,9 @@ type HTTPConfig struct {
 	AckTimeout time.Duration `mapstructure:"ack_timeout"`
 	// ReadTimeout bounds reading a request, headers and body. Default 30s.
 	ReadTimeout time.Duration `mapstructure:"read_timeout"`
+	// FormatConfig is how the events are read: keys ingest.http.format,
+	// ingest.http.fields.*, ingest.http.non_activity, ingest.http.non_activity_topic.
+	activity.FormatConfig `mapstructure:",squash"`
 }
 
 // FilesConfig is the "ingest.files" section of config.yaml: NDJSON files
@@ -152,6 +159,9 @@ type FilesConfig struct {
 	// is logged while a file is replayed; 0 logs only the summary at the
 	// end of each file. Default 10s.
 	Progress time.Duration `mapstructure:"progress"`
+	// FormatConfig is how the events are read: keys ingest.files.format,
+	// ingest.files.fields.*, ingest.files.non_activity, ingest.files.non_activity_topic.
+	activity.FormatConfig `mapstructure:",squash"`
 }
 
 // Secret is a string that formats as "[redacted]" (or "" when empty), so a
@@ -182,9 +192,10 @@ func DefaultConfig() Config {
 		MaxBufferedBytes: 64 << 20,
 		Synthetic:        SyntheticConfig{Enabled: true, Config: synth.DefaultConfig()},
 		Stream: StreamConfig{
-			MinBackoff:  100 * time.Millisecond,
-			MaxBackoff:  30 * time.Second,
-			IdleTimeout: 60 * time.Second,
+			MinBackoff:   100 * time.Millisecond,
+			MaxBackoff:   30 * time.Second,
+			IdleTimeout:  60 * time.Second,
+			FormatConfig: activity.DefaultFormatConfig(),
 		},
 		HTTP: HTTPConfig{
 			Addr:         "127.0.0.1:8088",
@@ -194,8 +205,9 @@ func DefaultConfig() Config {
 			RetryAfter:   time.Second,
 			AckTimeout:   30 * time.Second,
 			ReadTimeout:  30 * time.Second,
+			FormatConfig: activity.DefaultFormatConfig(),
 		},
-		Files: FilesConfig{Paths: []string{}, Progress: 10 * time.Second},
+		Files: FilesConfig{Paths: []string{}, Progress: 10 * time.Second, FormatConfig: activity.DefaultFormatConfig()},
 	}
 }
 
@@ -265,6 +277,7 @@ func (c StreamConfig) validate() error {
 	if c.IdleTimeout <= 0 {
 		bad("idle_timeout", "must be positive, got %s", c.IdleTimeout)
 	}
+	errs = append(errs, c.FormatConfig.Validate("ingest.stream"))
 	return errors.Join(errs...)
 }
 
@@ -297,6 +310,7 @@ func (c HTTPConfig) validate(maxBuffered int64) error {
 	if c.ReadTimeout <= 0 {
 		bad("read_timeout", "must be positive, got %s", c.ReadTimeout)
 	}
+	errs = append(errs, c.FormatConfig.Validate("ingest.http"))
 	return errors.Join(errs...)
 }
 
@@ -316,6 +330,7 @@ func (c FilesConfig) validate() error {
 	if c.Progress < 0 {
 		errs = append(errs, fmt.Errorf("ingest.files.progress: must not be negative, got %s", c.Progress))
 	}
+	errs = append(errs, c.FormatConfig.Validate("ingest.files"))
 	return errors.Join(errs...)
 }
 

@@ -20,6 +20,7 @@ import (
 // Kafka acknowledged every record read from it. When the last file is done
 // the source returns; ingest runs on until stopped.
 type filesSource struct {
+	check *checker
 	cfg   FilesConfig
 	stdin io.Reader
 	log   logrus.FieldLogger
@@ -36,7 +37,11 @@ func newFilesSource(cfg FilesConfig, stdin io.Reader, in *Ingest) (*filesSource,
 			return nil, fmt.Errorf("ingest.files.paths[%d]: %w", i, err)
 		}
 	}
-	return &filesSource{cfg: cfg, stdin: stdin,
+	chk, err := in.formatChecker(cfg.FormatConfig, "ingest.files", "files")
+	if err != nil {
+		return nil, err
+	}
+	return &filesSource{cfg: cfg, stdin: stdin, check: chk,
 		log:  in.log.WithField("source", "files"),
 		m:    in.sourceMetrics("files"),
 		done: metrics.GetOrRegisterCounter("ingest.files.done", in.reg),
@@ -93,7 +98,7 @@ func (s *filesSource) replay(ctx context.Context, in *Ingest, path string) error
 
 	start := time.Now()
 	next := start.Add(s.cfg.Progress)
-	f := &feeder{in: in, m: s.m, log: log}
+	f := &feeder{in: in, m: s.m, log: log, check: s.check}
 	a := newAcks(nil)
 	events, rejected := s.m.events.Count(), s.m.rejected.Count()
 	rd := ndjson.NewReader(src, in.cfg.MaxEventBytes)

@@ -53,6 +53,7 @@ type httpSource struct {
 	log   logrus.FieldLogger
 	m     *sourceMetrics
 	chunk int64 // records reserved at a time
+	check *checker
 
 	requests                                       metrics.Meter
 	throttled, unauthorized, tooLarge, badRequests metrics.Counter
@@ -67,12 +68,16 @@ func newHTTPSource(cfg HTTPConfig, in *Ingest) (*httpSource, error) {
 	if err != nil {
 		return nil, err
 	}
+	chk, err := in.formatChecker(cfg.FormatConfig, "ingest.http", "http")
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("ingest.http.addr: %w", err)
 	}
 	reg := in.reg
-	h := &httpSource{cfg: cfg, token: tok, in: in, ln: ln,
+	h := &httpSource{cfg: cfg, token: tok, in: in, ln: ln, check: chk,
 		log:          in.log.WithField("source", "http"),
 		m:            in.sourceMetrics("http"),
 		chunk:        max(1, in.cfg.Producer.MaxInFlight/2),
@@ -164,6 +169,7 @@ type item struct {
 	n      int
 	value  []byte
 	key    []byte
+	kind   string // of a non-activity event
 	reason error
 }
 
@@ -344,7 +350,7 @@ func (h *httpSource) publish(ctx context.Context, items []item, acks *acks, dead
 		for i, it := range items[:k] {
 			var m *sarama.ProducerMessage
 			if it.reason == nil {
-				m = in.event(h.m, it.key, it.value)
+				m = in.record(h.m, h.check, verdict{key: it.key, kind: it.kind}, it.value)
 			} else {
 				in.rejected.Inc(1)
 				h.m.rejected.Inc(1)
@@ -369,7 +375,12 @@ func (h *httpSource) publish(ctx context.Context, items []item, acks *acks, dead
 func (h *httpSource) parse(body []byte) (items []item, array bool, err error) {
 	check := func(n int, v []byte) {
 		it := item{n: n, value: v}
-		it.key, it.reason = h.in.check.check(v)
+		var vd verdict
+		vd, it.reason = h.check.verdict(v)
+		if it.reason == nil && h.check.drops(vd) {
+			return // a non-activity event dropped by ingest.http.non_activity
+		}
+		it.key, it.kind = vd.key, vd.kind
 		items = append(items, it)
 	}
 	if t := bytes.TrimLeft(body, " \t\r\n"); len(t) > 0 && t[0] == '[' {

@@ -19,6 +19,9 @@ type feeder struct {
 	m     *sourceMetrics
 	log   logrus.FieldLogger
 	quiet logEvery // rejections logged at most once per rejectLogEvery
+	// check holds the source's rules and format (see formatChecker); nil
+	// means the Ingest's own (the bend format, no format header).
+	check *checker
 }
 
 // rejectLogEvery spaces the log lines about rejected events of a source.
@@ -29,13 +32,17 @@ const rejectLogEvery = 5 * time.Second
 // collects the acknowledgements of the records sent. feed blocks while
 // ingest's buffer is full, and returns an error only when ctx ends.
 func (f *feeder) feed(ctx context.Context, line []byte, n int, lerr error, a *acks) error {
-	var key []byte
 	reason := lerr
 	if le := (*ndjson.LineError)(nil); errors.As(lerr, &le) {
 		reason = fmt.Errorf("%w: line of %d bytes, over the limit of %d (ingest.max_event_bytes)", errTooLarge, le.Size, f.in.cfg.MaxEventBytes)
 	}
+	chk := f.check
+	if chk == nil {
+		chk = &f.in.check
+	}
+	var v verdict
 	if reason == nil {
-		key, reason = f.in.check.check(line)
+		v, reason = chk.verdict(line)
 	}
 	var done func(error)
 	if a != nil {
@@ -46,8 +53,7 @@ func (f *feeder) feed(ctx context.Context, line []byte, n int, lerr error, a *ac
 	var sent bool
 	var err error
 	if reason == nil {
-		err = f.in.publish(ctx, f.m, key, bytes.Clone(line), done)
-		sent = err == nil
+		sent, err = f.in.publishChecked(ctx, f.m, chk, v, bytes.Clone(line), done)
 	} else {
 		f.rejected(n, reason)
 		if errors.Is(reason, errTooLarge) {

@@ -25,6 +25,7 @@ var errIdle = errors.New("no data for ingest.stream.idle_timeout")
 // reading, so the server sees TCP backpressure. Events sent while it is
 // disconnected are the server's business: a firehose has no replay.
 type streamSource struct {
+	check  *checker
 	cfg    StreamConfig
 	token  Secret
 	where  string // the URL without credentials or query, for logs
@@ -45,8 +46,12 @@ func newStreamSource(cfg StreamConfig, in *Ingest) (*streamSource, error) {
 		return nil, fmt.Errorf("ingest.stream.url: %w", err)
 	}
 	where := u.Scheme + "://" + u.Host + u.Path
+	chk, err := in.formatChecker(cfg.FormatConfig, "ingest.stream", "stream")
+	if err != nil {
+		return nil, err
+	}
 	reg := in.reg
-	return &streamSource{cfg: cfg, token: tok, where: where,
+	return &streamSource{cfg: cfg, token: tok, where: where, check: chk,
 		client: &http.Client{Transport: &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
 			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -69,7 +74,7 @@ func (s *streamSource) Name() string { return "stream" }
 // returns nil then. It never gives up on the server.
 func (s *streamSource) Run(ctx context.Context, in *Ingest) error {
 	defer s.client.CloseIdleConnections()
-	f := &feeder{in: in, m: s.m, log: s.log}
+	f := &feeder{in: in, m: s.m, log: s.log, check: s.check}
 	for attempt := 0; ; attempt++ {
 		lines, err := s.session(ctx, f)
 		if ctx.Err() != nil {

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/bendstream/bend/internal/activity"
+	metrics "github.com/rcrowley/go-metrics"
 )
 
 // errTooLarge marks the rejection of an event over ingest.max_event_bytes:
@@ -22,6 +23,13 @@ type checker struct {
 	maxBytes int      // ingest.max_event_bytes
 	maxDepth int      // ingest.max_depth
 	keyPath  []string // ingest.key_field, split at dots
+
+	// format reads the events (nil: activity.Parse, the bend format);
+	// formatName is its bend-format header. See formatChecker.
+	format                        *activity.Format
+	formatName                    []byte
+	nonActivity, nonActivityTopic string
+	passed, dropped               metrics.Counter
 }
 
 func newChecker(c Config) checker {
@@ -40,36 +48,55 @@ func newChecker(c Config) checker {
 //     object whose id is a string;
 //   - the key field present, a non-empty string or a number.
 func (c checker) check(ev []byte) (key []byte, err error) {
+	v, err := c.verdict(ev)
+	return v.key, err
+}
+
+// verdict is check, also reporting the kind of a non-activity event: such
+// an event (recognised by the source's format) is valid whatever the id
+// and key rules, and keyed by its id if it has one.
+func (c checker) verdict(ev []byte) (verdict, error) {
+	var key []byte
 	if len(ev) > c.maxBytes {
-		return nil, fmt.Errorf("%w: %d bytes, over the limit of %d (ingest.max_event_bytes)", errTooLarge, len(ev), c.maxBytes)
+		return verdict{}, fmt.Errorf("%w: %d bytes, over the limit of %d (ingest.max_event_bytes)", errTooLarge, len(ev), c.maxBytes)
 	}
 	if !utf8.Valid(ev) {
-		return nil, fmt.Errorf("invalid UTF-8 at byte %d", invalidUTF8At(ev))
+		return verdict{}, fmt.Errorf("invalid UTF-8 at byte %d", invalidUTF8At(ev))
 	}
 	if i := bytes.IndexByte(ev, 0); i >= 0 {
-		return nil, fmt.Errorf("NUL byte at byte %d", i)
+		return verdict{}, fmt.Errorf("NUL byte at byte %d", i)
 	}
 	if i := tooDeepAt(ev, c.maxDepth); i >= 0 {
-		return nil, fmt.Errorf("nested deeper than %d levels at byte %d (ingest.max_depth)", c.maxDepth, i)
+		return verdict{}, fmt.Errorf("nested deeper than %d levels at byte %d (ingest.max_depth)", c.maxDepth, i)
 	}
-	f, err := activity.Parse(ev)
+	var f activity.Fields
+	var err error
+	if c.format != nil {
+		f, err = c.format.Map(ev)
+	} else {
+		f, err = activity.Parse(ev)
+	}
 	if err != nil {
-		return nil, parseReason(err)
+		return verdict{}, parseReason(err)
 	}
 	switch {
+	case f.Kind != "":
+		key = []byte(f.ID)
+	case f.Key != "":
+		key = []byte(f.Key)
 	case len(c.keyPath) == 1 && c.keyPath[0] == "id":
 		key = []byte(f.ID)
 	case len(c.keyPath) == 2 && c.keyPath[0] == "author" && c.keyPath[1] == "id" && f.Author.ID != "":
 		key = []byte(f.Author.ID)
 	default:
 		if key, err = c.lookupKey(ev); err != nil {
-			return nil, err
+			return verdict{}, err
 		}
 	}
 	if len(ev)+len(key) > c.maxBytes {
-		return nil, fmt.Errorf("%w: %d bytes with its key, over the limit of %d (ingest.max_event_bytes)", errTooLarge, len(ev)+len(key), c.maxBytes)
+		return verdict{}, fmt.Errorf("%w: %d bytes with its key, over the limit of %d (ingest.max_event_bytes)", errTooLarge, len(ev)+len(key), c.maxBytes)
 	}
-	return key, nil
+	return verdict{key: key, kind: f.Kind}, nil
 }
 
 // lookupKey finds the key field in ev, a valid JSON object.
@@ -106,11 +133,14 @@ func (c checker) lookupKey(ev []byte) ([]byte, error) {
 func parseReason(err error) error {
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
+	var fte *activity.FieldTypeError
 	switch {
 	case errors.Is(err, activity.ErrNotObject):
 		return errors.New("not a JSON object")
 	case errors.Is(err, activity.ErrMissingID):
-		return errors.New(`missing or empty "id"`)
+		return errors.New(`missing or empty "id"` + strings.TrimPrefix(err.Error(), activity.ErrMissingID.Error()))
+	case errors.As(err, &fte):
+		return fte
 	case errors.As(err, &syn):
 		return fmt.Errorf("malformed JSON at byte %d: %v", syn.Offset, syn)
 	case errors.As(err, &typ):

@@ -14,6 +14,7 @@ import (
 	"github.com/bendstream/bend/distributor"
 	"github.com/bendstream/bend/enrich"
 	"github.com/bendstream/bend/ingest"
+	"github.com/bendstream/bend/internal/activity"
 	"github.com/bendstream/bend/internal/admin"
 	"github.com/bendstream/bend/internal/config"
 	"github.com/bendstream/bend/internal/kafka"
@@ -88,6 +89,10 @@ func runWith(ctx context.Context, cfg config.Config, log *logrus.Logger, progres
 	pool := enrich.NewPool(cfg.Enrich.Workers, enrichers, log.WithField("stage", "enrich"), reg)
 	dq, err := distributor.NewQueue(cfg.DelayQueue)
 	if err != nil {
+		return err
+	}
+	// The distributor reads records in the format their source stamped.
+	if cfg.Distributor.Formats, err = activity.NewFormats("distributor.format", cfg.Distributor.Format, cfg.Ingest.FormatConfigs()); err != nil {
 		return err
 	}
 	dist, err := distributor.New(cfg.Distributor, brokers, sc, []string{t.Input}, enrichers, work, dq,

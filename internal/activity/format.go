@@ -114,14 +114,16 @@ func (m Mapping) empty() bool {
 // "fields", "non_activity" and "non_activity_topic" keys of a source's
 // section of config.yaml (ingest.files, ingest.http, ...).
 type FormatConfig struct {
-	// Format is a preset (see Presets). Default "bend".
+	// Format is a preset (see Presets). Default "bend" (also meant by
+	// the zero value).
 	Format string `mapstructure:"format"`
 	// Fields overrides the preset's paths, key by key (see Mapping).
 	// Default: nothing overridden.
 	Fields Mapping `mapstructure:"fields"`
 	// NonActivity is what happens to the preset's non-activity events
 	// (deletes, compliance notices, identity events): "pass", "topic" or
-	// "drop" (see NonActivityPass, ...). Default "pass".
+	// "drop" (see NonActivityPass, ...). Default "pass" (also meant by the
+	// zero value).
 	NonActivity string `mapstructure:"non_activity"`
 	// NonActivityTopic is the topic of non-activity events when
 	// NonActivity is "topic". Default empty.
@@ -145,7 +147,7 @@ func (c FormatConfig) Validate(prefix string) error {
 		errs = append(errs, err)
 	}
 	switch c.NonActivity {
-	case NonActivityPass, NonActivityDrop:
+	case "", NonActivityPass, NonActivityDrop:
 	case NonActivityTopic:
 		if c.NonActivityTopic == "" {
 			errs = append(errs, fmt.Errorf("%s.non_activity_topic: required when non_activity is topic", prefix))
@@ -161,6 +163,9 @@ func (c FormatConfig) Validate(prefix string) error {
 // source overrides fields.
 func (c FormatConfig) Name(prefix string) string {
 	if c.Fields.empty() {
+		if c.Format == "" {
+			return PresetBend
+		}
 		return c.Format
 	}
 	return prefix
@@ -312,6 +317,9 @@ type Format struct {
 // NewFormat compiles c (its Format and Fields) into a Format. prefix names
 // c's config.yaml section in errors.
 func NewFormat(prefix string, c FormatConfig) (*Format, error) {
+	if c.Format == "" {
+		c.Format = PresetBend
+	}
 	p, ok := presets[c.Format]
 	if !ok {
 		return nil, fmt.Errorf("%s.format: unknown format %q (want one of %s)", prefix, c.Format, strings.Join(Presets, ", "))
@@ -515,4 +523,58 @@ func parseTime(s, layout string) time.Time {
 		return time.Time{}
 	}
 	return t.UTC()
+}
+
+// Formats resolves the bend-format header of a record to the Format that
+// reads it: the presets by name, the sources' own mappings by their
+// config.yaml section, and a default for records without the header. It is
+// immutable and safe for concurrent use.
+type Formats struct {
+	def    *Format
+	byName map[string]*Format
+}
+
+// NewFormats compiles every preset and every mapping of sources (keyed by
+// the name their records carry, FormatConfig.Name), with the preset def as
+// the default. key names def's config.yaml key in errors.
+func NewFormats(key, def string, sources map[string]FormatConfig) (*Formats, error) {
+	fs := &Formats{byName: map[string]*Format{}}
+	for _, p := range Presets {
+		if p == PresetCustom {
+			continue
+		}
+		f, err := Preset(p)
+		if err != nil {
+			return nil, err
+		}
+		fs.byName[p] = f
+	}
+	var errs []error
+	for name, c := range sources {
+		f, err := NewFormat(name, c)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		fs.byName[name] = f
+	}
+	var ok bool
+	if fs.def, ok = fs.byName[def]; !ok || def == PresetCustom {
+		errs = append(errs, fmt.Errorf("%s: unknown format %q (want a preset other than custom: %s)", key, def, strings.Join(Presets[:len(Presets)-1], ", ")))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return fs, nil
+}
+
+// Lookup returns the Format called name, or the default if name is empty.
+func (fs *Formats) Lookup(name string) (*Format, error) {
+	if name == "" {
+		return fs.def, nil
+	}
+	if f, ok := fs.byName[name]; ok {
+		return f, nil
+	}
+	return nil, fmt.Errorf("unknown format %q in the %s header (not a preset, nor a source configured here)", name, HeaderFormat)
 }

@@ -1,0 +1,40 @@
+package distributor
+
+import (
+	"github.com/IBM/sarama"
+	"github.com/bendstream/bend/internal/activity"
+	"github.com/bendstream/bend/sink"
+	metrics "github.com/rcrowley/go-metrics"
+)
+
+// parse reads the fields enrichers read from a consumed record, in the
+// format its bend-format header names (distributor.format when it has
+// none). A record whose bend-kind header names a non-activity event is not
+// read: its Fields have only that Kind.
+func (c Config) parse(m *sarama.ConsumerMessage) (activity.Fields, error) {
+	var name string
+	for _, h := range m.Headers {
+		switch string(h.Key) {
+		case activity.HeaderKind:
+			if len(h.Value) > 0 {
+				return activity.Fields{Kind: string(h.Value)}, nil
+			}
+		case activity.HeaderFormat:
+			name = string(h.Value)
+		}
+	}
+	f, err := c.Formats.Lookup(name)
+	if err != nil {
+		return activity.Fields{}, err
+	}
+	return f.Map(m.Value)
+}
+
+// passRecord builds the output record of a non-activity event: its bytes
+// untouched, with the provenance headers and bend-kind. It counts the
+// event in distributor.non_activity.
+func (j *job) passRecord(d *Distributor, kind string) *sink.Record {
+	metrics.GetOrRegisterCounter("distributor.non_activity", d.reg).Inc(1)
+	h := append(provenance(j.msg), sarama.RecordHeader{Key: []byte(activity.HeaderKind), Value: []byte(kind)})
+	return &sink.Record{Key: j.msg.Key, Value: j.msg.Value, Headers: h, Timestamp: j.msg.Timestamp, Ack: j.ackFunc(d), Source: j.source()}
+}
