@@ -1,6 +1,7 @@
 package activity
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -13,6 +14,8 @@ type preset struct {
 	fields   Mapping
 	unwrap   func(gjson.Result) gjson.Result
 	classify func(gjson.Result) (kind, id string)
+	// finish, when set, completes the fields of an activity read from r.
+	finish func(r gjson.Result, f *Fields)
 }
 
 // presets are the built-in formats, by name. Each follows its publisher's
@@ -115,13 +118,14 @@ var presets = map[string]preset{
 		fields: Mapping{
 			ID:              []string{"name", "id"},
 			Text:            []string{"{title}\n\n{selftext}", "body"},
-			Links:           []string{"url_overridden_by_dest", "url"},
+			Links:           []string{"url_overridden_by_dest"},
 			Author:          []string{"author_fullname", "author"},
 			CreatedAt:       []string{"created_utc"},
 			CreatedAtLayout: "unix",
 		},
 		unwrap:   unwrapReddit,
 		classify: classifyReddit,
+		finish:   finishReddit,
 	},
 }
 
@@ -351,4 +355,12 @@ func classifyReddit(r gjson.Result) (string, string) {
 		return "more", idOf(r, "data.name", "data.id")
 	}
 	return "", ""
+}
+
+// finishReddit adds the url of a link post; a self post's url is the post
+// itself.
+func finishReddit(r gjson.Result, f *Fields) {
+	if u := r.Get("url").Str; u != "" && !r.Get("is_self").Bool() && !slices.Contains(f.Links, u) {
+		f.Links = append(f.Links, u)
+	}
 }
