@@ -7,10 +7,11 @@ import (
 	metrics "github.com/rcrowley/go-metrics"
 )
 
-// parse reads the fields enrichers read from a consumed record, in the
-// format its bend-format header names (distributor.format when it has
-// none). A record whose bend-kind header names a non-activity event is not
-// read: its Fields have only that Kind.
+// parse reads the fields enrichers read from a consumed record: from its
+// bend-fields header when ingest wrote one (ingest mapped and validated the
+// event), else from the value in the format its bend-format header names
+// (distributor.format when it has none). A record whose bend-kind header
+// names a non-activity event is not read: its Fields have only that Kind.
 func (c Config) parse(m *sarama.ConsumerMessage) (activity.Fields, error) {
 	var name string
 	for _, h := range m.Headers {
@@ -21,6 +22,8 @@ func (c Config) parse(m *sarama.ConsumerMessage) (activity.Fields, error) {
 			}
 		case activity.HeaderFormat:
 			name = string(h.Value)
+		case activity.HeaderFields:
+			return activity.DecodeFields(h.Value, m.Value)
 		}
 	}
 	f, err := c.Formats.Lookup(name)

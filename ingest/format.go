@@ -11,8 +11,9 @@ import (
 // verdict is what the edge's checks say of a valid event: its Kafka key,
 // and its kind when it is not an activity (a delete notice, ...).
 type verdict struct {
-	key  []byte
-	kind string
+	key    []byte
+	kind   string
+	fields []byte // the bend-fields header, for formats other than bend
 }
 
 // formatChecker returns the checker of a source reading events of format
@@ -58,6 +59,9 @@ func (in *Ingest) record(src *sourceMetrics, c *checker, v verdict, value []byte
 	}
 	if v.kind == "" {
 		m.Headers = []sarama.RecordHeader{{Key: headerFormat, Value: c.formatName}}
+		if v.fields != nil {
+			m.Headers = append(m.Headers, sarama.RecordHeader{Key: headerFields, Value: v.fields})
+		}
 		return m
 	}
 	m.Headers = []sarama.RecordHeader{{Key: headerFormat, Value: c.formatName}, {Key: headerKind, Value: []byte(v.kind)}}
@@ -73,6 +77,7 @@ func (in *Ingest) record(src *sourceMetrics, c *checker, v verdict, value []byte
 var (
 	headerFormat = []byte(activity.HeaderFormat)
 	headerKind   = []byte(activity.HeaderKind)
+	headerFields = []byte(activity.HeaderFields)
 )
 
 // FormatConfigs returns the format of every event source of c that maps

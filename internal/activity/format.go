@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/segmentio/encoding/json"
 	// gjson reads the few fields bend needs straight out of the event's
 	// bytes, by path (arrays included), without decoding the rest; a
 	// number's digits are kept as written (Result.Raw), so a 64-bit id is
@@ -27,7 +28,45 @@ const (
 	// ...). A record carrying it is passed on unenriched; an emitted
 	// non-activity record carries it too.
 	HeaderKind = "bend-kind"
+	// HeaderFields carries the fields ingest mapped from a record of a
+	// format other than bend, as a bend event ({"id","text","links",
+	// "author":{"id"}}; see EncodeFields), so that the distributor reads
+	// them without parsing the event again. Left out when larger than
+	// MaxFieldsHeader.
+	HeaderFields = "bend-fields"
 )
+
+// MaxFieldsHeader is the largest bend-fields header ingest writes; the
+// fields of an event with more text are mapped again by the distributor.
+const MaxFieldsHeader = 2048
+
+// EncodeFields returns f as a bend event, the value of a bend-fields
+// header, or nil if that is over MaxFieldsHeader bytes.
+func EncodeFields(f Fields) []byte {
+	if len(f.Text)+len(f.ID)+len(f.Author.ID) > MaxFieldsHeader {
+		return nil
+	}
+	b, err := json.Marshal(&f)
+	if err != nil || len(b) > MaxFieldsHeader {
+		return nil
+	}
+	return b
+}
+
+// DecodeFields reads the fields of a record from its bend-fields header
+// h; value is the record's value, which must look like a JSON object (it
+// was validated by ingest, which wrote the header).
+func DecodeFields(h, value []byte) (Fields, error) {
+	v := bytes.TrimSpace(value)
+	if len(v) < 2 || v[0] != '{' || v[len(v)-1] != '}' {
+		return Fields{}, ErrNotObject
+	}
+	f, err := Parse(h)
+	if err != nil {
+		return Fields{}, fmt.Errorf("%s header: %w", HeaderFields, err)
+	}
+	return f, nil
+}
 
 // Preset names, the values of FormatConfig.Format.
 const (
@@ -381,6 +420,10 @@ func NewFormat(prefix string, c FormatConfig) (*Format, error) {
 func Preset(name string) (*Format, error) {
 	return NewFormat("format", FormatConfig{Format: name})
 }
+
+// Fast reports whether f is the bend format read by Parse: its events are
+// already bend events, so ingest writes no bend-fields header for them.
+func (f *Format) Fast() bool { return f.fast }
 
 // Name is the value of the bend-format header of this format's records.
 func (f *Format) Name() string { return f.name }
