@@ -83,6 +83,10 @@ var (
 // FormatConfigs returns the format of every event source of c that maps
 // fields of its own, by the name its records carry in the bend-format
 // header: what the distributor needs to read them (activity.NewFormats).
+//
+// A source reading events embeds activity.FormatConfig in its section,
+// builds its checker with formatChecker (its feeder's check), and is listed
+// here.
 func (c Config) FormatConfigs() map[string]activity.FormatConfig {
 	out := map[string]activity.FormatConfig{}
 	for prefix, fc := range map[string]activity.FormatConfig{

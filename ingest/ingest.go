@@ -14,6 +14,13 @@
 //     when ingest is saturated;
 //   - files: NDJSON files (".gz" too) and standard input, replayed once.
 //
+// Each source reading events has a format (ingest.<source>.format and
+// .fields, see internal/activity and docs/formats.md): the event is mapped
+// once, here, onto the fields bend reads; its record carries the headers
+// bend-format and bend-fields (the mapped fields), or bend-kind for a
+// non-activity event (a delete, a compliance notice), which the source
+// passes on, sends to its own topic or drops (ingest.<source>.non_activity).
+//
 // Every received event is validated at the edge (see checker.check): size,
 // UTF-8, NUL bytes, nesting depth, JSON syntax, the "id" and the types bend
 // reads, and the key field (ingest.key_field). An invalid event is
@@ -52,6 +59,8 @@
 //	ingest.http.too_large            counter of 413 answers
 //	ingest.http.bad_requests         counter of 400 answers
 //	ingest.files.done                counter of files replayed to the end
+//	ingest.<source>.non_activity     counter of non-activity events written (pass, topic)
+//	ingest.<source>.non_activity_dropped  counter of non-activity events dropped
 package ingest
 
 import (
