@@ -45,6 +45,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	metrics "github.com/rcrowley/go-metrics"
 	"github.com/sirupsen/logrus"
 )
@@ -101,7 +103,9 @@ func (c Config) Validate() error {
 // If it also has a method Ready() bool, /readyz uses it; otherwise bend is
 // ready while it owns at least one partition. If it has a method
 // Oldest() time.Time (the timestamp of the oldest record read and not yet
-// acknowledged, zero when none), its age is reported.
+// acknowledged, zero when none), its age is reported. If it has a method
+// Topics() []string (bend's topic names), sarama's per-topic metrics are
+// labelled with those names instead of sarama's (dots as underscores).
 type Pipeline interface {
 	// Lag returns the records of the owned partitions not yet passed by
 	// their commit watermarks.
@@ -116,6 +120,8 @@ type readier interface{ Ready() bool }
 
 type oldester interface{ Oldest() time.Time }
 
+type topicser interface{ Topics() []string }
+
 //go:embed dashboard.html
 var dashboard []byte
 
@@ -127,6 +133,8 @@ type Server struct {
 	log    logrus.FieldLogger
 	start  time.Time
 	token  string
+	prom   http.Handler
+	gather prometheus.Gatherer // what prom serves
 
 	ln   net.Listener
 	srv  *http.Server
@@ -162,6 +170,13 @@ func Start(cfg Config, reg metrics.Registry, p Pipeline, reload func() error, lo
 	for _, n := range rated {
 		s.rates[n] = &rateWindow{span: RateWindow}
 	}
+	var topics []string
+	if t, ok := p.(topicser); ok {
+		topics = t.Topics()
+	}
+	s.gather = s.promRegistry(topics)
+	s.prom = promhttp.HandlerFor(s.gather, promhttp.HandlerOpts{
+		ErrorLog: promLogger{log}, ErrorHandling: promhttp.ContinueOnError})
 	if cfg.Addr == "" {
 		return s, nil
 	}
@@ -376,27 +391,13 @@ func (s *Server) serveJSON(w http.ResponseWriter, _ *http.Request) {
 	}
 }
 
-func (s *Server) serveProm(w http.ResponseWriter, _ *http.Request) {
-	fs := collect(s.reg)
-	snap := s.Snapshot(false)
-	ready := 0.0
-	if snap.Ready {
-		ready = 1
-	}
-	fs.add("bend_ready", "gauge", "1 when bend is ready (what /readyz answers)", point{value: ready})
-	if s.p != nil {
-		fs.add("bend_distributor_delay_seconds", "gauge", "distributor.delay as currently in force", point{value: snap.DelaySeconds})
-	}
-	if snap.OldestAgeSeconds != nil {
-		fs.add("bend_oldest_unprocessed_age_seconds", "gauge", "age of the oldest record read and not yet acknowledged",
-			point{value: *snap.OldestAgeSeconds})
-	}
-	if snap.DrainSeconds != nil {
-		fs.add("bend_backlog_drain_seconds", "gauge", "estimated time to drain the backlog at the current rates",
-			point{value: *snap.DrainSeconds})
-	}
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	if err := fs.write(w); err != nil {
-		s.log.WithError(err).Debug("writing /metrics")
-	}
+func (s *Server) serveProm(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	s.prom.ServeHTTP(w, r)
 }
+
+// promLogger logs promhttp's gathering errors (a series skipped) at debug
+// level: they do not stop the scrape.
+type promLogger struct{ log logrus.FieldLogger }
+
+func (l promLogger) Println(v ...any) { l.log.Debug(v...) }
