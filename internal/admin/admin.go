@@ -45,6 +45,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bendstream/bend/internal/metricnames"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	metrics "github.com/rcrowley/go-metrics"
@@ -243,7 +244,7 @@ func (s *Server) sampleEvery(interval time.Duration) {
 
 // sample records the rated counts and a history point.
 func (s *Server) sample(now time.Time) {
-	hp := HistoryPoint{Time: now, Parked: gauge(s.reg, "delayqueue.len")}
+	hp := HistoryPoint{Time: now, Parked: gauge(s.reg, metricnames.DelayQueueLen)}
 	if s.p != nil {
 		hp.Lag, hp.InFlight = s.p.Lag(), s.p.InFlight()
 	}
@@ -256,7 +257,7 @@ func (s *Server) sample(now time.Time) {
 	for n, w := range s.rates {
 		w.add(now, counts[n])
 	}
-	hp.Ingested, hp.Emitted = s.rates["ingest.published"].rate(), s.rates["sink.emitted"].rate()
+	hp.Ingested, hp.Emitted = s.rates[metricnames.IngestPublished].rate(), s.rates[metricnames.SinkEmitted].rate()
 	if len(s.history) == HistoryLen {
 		s.history = append(s.history[:0], s.history[1:]...)
 	}
@@ -345,7 +346,7 @@ func (s *Server) ready() bool {
 	}
 	owns := false
 	s.reg.Each(func(name string, _ any) {
-		if strings.HasPrefix(name, "distributor.partition.") {
+		if strings.HasPrefix(name, metricnames.PartitionPrefix) {
 			owns = true
 		}
 	})
@@ -372,11 +373,11 @@ func (s *Server) Snapshot(raw bool) Snapshot {
 	}
 	s.mu.Lock()
 	snap.Rates = Rates{
-		Ingested:    s.rates["ingest.published"].rate(),
-		Consumed:    s.rates["distributor.consumed"].rate(),
-		Emitted:     s.rates["sink.emitted"].rate(),
-		DeadLetters: s.rates["sink.dead_letters"].rate(),
-		Retries:     s.rates["distributor.retries"].rate(),
+		Ingested:    s.rates[metricnames.IngestPublished].rate(),
+		Consumed:    s.rates[metricnames.DistributorConsumed].rate(),
+		Emitted:     s.rates[metricnames.SinkEmitted].rate(),
+		DeadLetters: s.rates[metricnames.SinkDeadLetters].rate(),
+		Retries:     s.rates[metricnames.DistributorRetries].rate(),
 	}
 	s.mu.Unlock()
 	snap.DrainSeconds = drainSeconds(snap.Lag, snap.InFlight, snap.Rates)

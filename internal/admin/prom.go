@@ -291,16 +291,16 @@ func kindName(m any) string {
 
 // Families added by the admin server beside the registry's.
 const (
-	FamilyReady       = "bend_ready"
-	FamilyDelay       = "bend_distributor_delay_seconds"
-	FamilyOldestAge   = "bend_oldest_unprocessed_age_seconds"
-	FamilyDrain       = "bend_backlog_drain_seconds"
-	FamilyBuildInfo   = "bend_build_info"
-	familyReadyHelp   = "1 when bend is ready (what /readyz answers), else 0."
-	familyDelayHelp   = "distributor.delay as currently in force."
-	familyOldestHelp  = "Age of the oldest record read and not yet acknowledged; absent when none is in flight."
-	familyDrainHelp   = "Estimated time to drain the backlog at the current rates; absent while the backlog grows."
-	familyBuildHelp   = "Always 1; the labels name the running build (module version, VCS commit, Go version)."
+	FamilyReady      = "bend_ready"
+	FamilyDelay      = "bend_distributor_delay_seconds"
+	FamilyOldestAge  = "bend_oldest_unprocessed_age_seconds"
+	FamilyDrain      = "bend_backlog_drain_seconds"
+	FamilyBuildInfo  = "bend_build_info"
+	familyReadyHelp  = "1 when bend is ready (what /readyz answers), else 0."
+	familyDelayHelp  = "distributor.delay as currently in force."
+	familyOldestHelp = "Age of the oldest record read and not yet acknowledged; absent when none is in flight."
+	familyDrainHelp  = "Estimated time to drain the backlog at the current rates; absent while the backlog grows."
+	familyBuildHelp  = "Always 1; the labels name the running build (module version, VCS commit, Go version)."
 )
 
 // Derived lists the families the admin server adds beside the registry's
