@@ -13,6 +13,10 @@
 //	GET  /debug/pprof/  the Go profiler
 //
 // With admin.token set, the last two need "Authorization: Bearer <token>".
+// Without a token they are served only when admin.addr is a loopback
+// address; on any other address they answer 403, so that an admin server
+// published beyond the host (a container's :9180) never offers
+// unauthenticated actions.
 //
 // Prometheus names: a go-metrics name gets the prefix bend_, its dots and
 // dashes become underscores, and the variable parts of per-partition,
@@ -60,8 +64,9 @@ type Config struct {
 	Addr string `mapstructure:"addr"`
 	// Token, when set, is the bearer token required by the admin actions
 	// (POST /admin/reload) and the profiler (/debug/pprof/); the dashboard,
-	// metrics and probes stay readable without it. Set it from the
-	// environment (BEND_ADMIN_TOKEN) rather than the file. Default "".
+	// metrics and probes stay readable without it. Unset, those answer 403
+	// unless Addr is a loopback address. Set it from the environment
+	// (BEND_ADMIN_TOKEN) rather than the file. Default "".
 	Token string `mapstructure:"token"`
 }
 
@@ -134,7 +139,10 @@ type Server struct {
 	log    logrus.FieldLogger
 	start  time.Time
 	token  string
-	prom   http.Handler
+	// open: the admin actions are served without a token (admin.addr is
+	// loopback, or the server does not listen).
+	open bool
+	prom http.Handler
 	gather prometheus.Gatherer // what prom serves
 
 	ln   net.Listener
@@ -167,7 +175,7 @@ type HistoryPoint struct {
 // address that cannot be bound is an error.
 func Start(cfg Config, reg metrics.Registry, p Pipeline, reload func() error, log logrus.FieldLogger) (*Server, error) {
 	s := &Server{reg: reg, p: p, reload: reload, log: log, start: time.Now(), stop: make(chan struct{}), token: cfg.Token,
-		rates: map[string]*rateWindow{}}
+		open: true, rates: map[string]*rateWindow{}}
 	for _, n := range rated {
 		s.rates[n] = &rateWindow{span: RateWindow}
 	}
@@ -186,6 +194,11 @@ func Start(cfg Config, reg metrics.Registry, p Pipeline, reload func() error, lo
 		return nil, fmt.Errorf("admin.addr: %w (choose another address, or \"\" to turn the admin server off)", err)
 	}
 	s.ln = ln
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
+		s.open = false
+		log.WithField("addr", ln.Addr().String()).Warn("admin.addr is not a loopback address and admin.token is unset: " +
+			"POST /admin/reload and /debug/pprof/ answer 403 (set admin.token to enable them)")
+	}
 	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: maxHeaderBytes}
 	s.sample(time.Now())
@@ -321,10 +334,19 @@ func (s *Server) Handler() http.Handler {
 }
 
 // authorized wraps h so that, when admin.token is set, requests without
-// "Authorization: Bearer <token>" get 401. The comparison takes constant time.
+// "Authorization: Bearer <token>" get 401. The comparison takes constant
+// time. Without a token, h is served only on a loopback address (403
+// elsewhere).
 func (s *Server) authorized(h http.HandlerFunc) http.HandlerFunc {
 	if s.token == "" {
-		return h
+		return func(w http.ResponseWriter, r *http.Request) {
+			if !s.open {
+				http.Error(w, "forbidden: admin actions need admin.token (BEND_ADMIN_TOKEN) when admin.addr is not a loopback address",
+					http.StatusForbidden)
+				return
+			}
+			h(w, r)
+		}
 	}
 	want := []byte("Bearer " + s.token)
 	return func(w http.ResponseWriter, r *http.Request) {
