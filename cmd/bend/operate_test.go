@@ -141,7 +141,7 @@ func TestReloadWhileRunning(t *testing.T) {
 		}
 		body, _ := io.ReadAll(res.Body)
 		res.Body.Close()
-		if !bytes.Contains(body, []byte(`bend_distributor_partition_lag{topic="`+names[0]+`"`)) {
+		if !bytes.Contains(body, []byte(`bend_distributor_partition_lag{partition="0",topic="`+names[0]+`"}`)) {
 			t.Errorf("live /metrics lacks per-partition lag of %s", names[0])
 		}
 		if !bytes.Contains(body, []byte("bend_request_latency_seconds")) {

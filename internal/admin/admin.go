@@ -18,17 +18,22 @@
 // published beyond the host (a container's :9180) never offers
 // unauthenticated actions.
 //
-// Prometheus names: a go-metrics name gets the prefix bend_, its dots and
-// dashes become underscores, and the variable parts of per-partition,
-// per-broker, per-topic, per-group and per-enricher names become labels
-// (distributor.partition.T.3.lag → bend_distributor_partition_lag{topic="T",partition="3"}).
-// Counters and meters are counters (suffix _total; a meter's "-rate" is
-// dropped: request-rate → bend_request_total); gauges are gauges; histograms
-// and timers are summaries. Times are in seconds: timers, sink.latency
-// (microseconds) and names ending in ms/us/ns are converted. The derived
+// /metrics is served by prometheus/client_golang: a collector over the
+// go-metrics registry, the go_* and process_* collectors and
+// bend_build_info. Prometheus names: a go-metrics name gets the prefix
+// bend_, its dots and dashes become underscores, and the variable parts of
+// per-partition, per-enricher, per-source, per-broker, per-topic and
+// per-group names become labels
+// (distributor.partition.T.3.lag → bend_distributor_partition_lag{topic="T",partition="3"});
+// sarama's per-broker and per-topic series get families of their own
+// (bend_broker_*, bend_topic_*), apart from its aggregates, and its topic
+// labels carry bend's topic names. Counters and meters are counters
+// (suffix _total; a meter's "-rate" is dropped), up-down counters and
+// gauges are gauges, histograms and timers are summaries, times are in
+// seconds. Help texts and kinds come from internal/metricnames. The derived
 // figures bend_ready, bend_distributor_delay_seconds,
 // bend_oldest_unprocessed_age_seconds and bend_backlog_drain_seconds are
-// added.
+// added; bend_go_memory_limit_bytes is absent when no limit is set.
 //
 // The admin server reads the registry and the pipeline; it changes nothing
 // but through the reload hook.
@@ -141,8 +146,8 @@ type Server struct {
 	token  string
 	// open: the admin actions are served without a token (admin.addr is
 	// loopback, or the server does not listen).
-	open bool
-	prom http.Handler
+	open   bool
+	prom   http.Handler
 	gather prometheus.Gatherer // what prom serves
 
 	ln   net.Listener

@@ -21,6 +21,7 @@ package metricnames
 import (
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // Names registered by ingest.
@@ -256,7 +257,7 @@ func Table() []Entry {
 		{GoMemoryLimitBytes, Gauge, "The Go memory limit (memory_limit or GOMEMLIMIT); absent when no limit is set."},
 		{GoGoroutines, Gauge, "Goroutines."},
 	}
-	slices.SortFunc(t, func(a, b Entry) int { return cmpString(a.Pattern, b.Pattern) })
+	slices.SortFunc(t, func(a, b Entry) int { return strings.Compare(a.Pattern, b.Pattern) })
 	return t
 }
 
@@ -289,7 +290,8 @@ func Sarama() []Entry {
 	}
 }
 
-// Lookup returns the entry of pattern, from Table or Sarama.
+// Lookup returns the entry of pattern, from Table or Sarama. It builds both
+// tables on each call: readers on a hot path keep their own map.
 func Lookup(pattern string) (Entry, bool) {
 	for _, t := range [][]Entry{Table(), Sarama()} {
 		for _, e := range t {
@@ -299,14 +301,4 @@ func Lookup(pattern string) (Entry, bool) {
 		}
 	}
 	return Entry{}, false
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -1,23 +1,61 @@
 package main
 
 import (
+	"image/color"
+	"image/png"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 )
 
 func TestNice(t *testing.T) {
-	for _, tc := range []struct{ in, want float64 }{{0, 1}, {7, 10}, {12, 20}, {49659, 50000}, {150073, 200000}} {
+	for _, tc := range []struct{ in, want float64 }{{0, 1}, {7, 8}, {12, 15}, {49659, 50000}, {150073, 200000}, {93000, 100000}, {1.1e6, 1.5e6}} {
 		if got := nice(tc.in); got != tc.want {
 			t.Errorf("nice(%v) = %v, want %v", tc.in, got, tc.want)
 		}
 	}
 }
 
+// TestPlot renders a run and checks the PNG: its size, and each series'
+// colour drawn (a line, or a legend swatch at least).
 func TestPlot(t *testing.T) {
-	ss := []sample{{T: 1, IngestRate: 10, EmitRate: 5, Lag: 3, RSSMB: 30, CPUPct: 50}, {T: 2, IngestRate: 12, EmitRate: 12, RSSMB: 31, CPUPct: 60}}
-	if err := plot(filepath.Join(t.TempDir(), "p.png"), "test", ss); err != nil {
+	var ss []sample
+	for i := range 120 {
+		ss = append(ss, sample{T: float64(i), IngestRate: 8000, EmitRate: 7000 + float64(i*10), Lag: int64(120000 - i*1000),
+			Parked: 4000, RSSMB: 120, HeapMB: 40, CPUPct: 150})
+	}
+	path := filepath.Join(t.TempDir(), "p.png")
+	if err := plot(path, "test", ss); err != nil {
 		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("decoding the plot: %v", err)
+	}
+	if b := img.Bounds(); b.Dx() < 800 || b.Dy() < 1000 {
+		t.Errorf("plot is %dx%d, want at least 800x1000", b.Dx(), b.Dy())
+	}
+	want := map[color.RGBA]string{{31, 119, 180, 255}: "blue", {255, 127, 14, 255}: "orange", {44, 160, 44, 255}: "green", {214, 39, 40, 255}: "red"}
+	counts := map[string]int{}
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			r, g, bl, a := img.At(x, y).RGBA()
+			if n, ok := want[color.RGBA{uint8(r >> 8), uint8(g >> 8), uint8(bl >> 8), uint8(a >> 8)}]; ok {
+				counts[n]++
+			}
+		}
+	}
+	for _, n := range want {
+		if counts[n] < 200 {
+			t.Errorf("%d %s pixels, want a line of them", counts[n], n)
+		}
 	}
 }
 
