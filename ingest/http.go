@@ -373,10 +373,19 @@ func (h *httpSource) publish(ctx context.Context, items []item, acks *acks, dead
 // is then true), else NDJSON, and checks each. It fails only if body is
 // neither.
 func (h *httpSource) parse(body []byte) (items []item, array bool, err error) {
-	check := func(n int, v []byte) {
+	var check func(n int, v []byte)
+	check = func(n int, v []byte) {
 		it := item{n: n, value: v}
 		var vd verdict
 		vd, it.reason = h.check.verdict(v)
+		if it.reason == nil && vd.kind != "" && h.check.format != nil {
+			if parts := h.check.format.Split(v); parts != nil {
+				for _, p := range parts { // a container of several events
+					check(n, p)
+				}
+				return
+			}
+		}
 		if it.reason == nil && h.check.drops(vd) {
 			return // a non-activity event dropped by ingest.http.non_activity
 		}

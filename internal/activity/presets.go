@@ -16,6 +16,9 @@ type preset struct {
 	classify func(gjson.Result) (kind, id string)
 	// finish, when set, completes the fields of an activity read from r.
 	finish func(r gjson.Result, f *Fields)
+	// split, when set, returns the events a container event holds (a
+	// Reddit Listing's children), or nil for a single event.
+	split func(r gjson.Result) []gjson.Result
 }
 
 // presets are the built-in formats, by name. Each follows its publisher's
@@ -63,15 +66,17 @@ var presets = map[string]preset{
 	// posts carry their full text in note_tweet.
 	PresetTwitterV2: {
 		fields: Mapping{
-			ID:   []string{"data.id"},
-			Text: []string{"data.note_tweet.text", "data.text"},
+			ID:   []string{"data.id", "id"},
+			Text: []string{"data.note_tweet.text", "data.text", "note_tweet.text", "text"},
 			Links: []string{"data.entities.urls[].unwound_url", "data.entities.urls[].expanded_url",
-				"data.note_tweet.entities.urls[].expanded_url"},
-			Author:    []string{"data.author_id"},
-			CreatedAt: []string{"data.created_at"},
-			Lang:      []string{"data.lang"},
+				"data.note_tweet.entities.urls[].expanded_url",
+				"entities.urls[].unwound_url", "entities.urls[].expanded_url", "note_tweet.entities.urls[].expanded_url"},
+			Author:    []string{"data.author_id", "author_id"},
+			CreatedAt: []string{"data.created_at", "created_at"},
+			Lang:      []string{"data.lang", "lang"},
 		},
 		classify: classifyTwitterV2,
+		split:    splitTwitterV2,
 	},
 	// Bluesky Jetstream: the id of a record is its AT URI.
 	PresetJetstream: {
@@ -126,6 +131,7 @@ var presets = map[string]preset{
 		unwrap:   unwrapReddit,
 		classify: classifyReddit,
 		finish:   finishReddit,
+		split:    splitReddit,
 	},
 }
 
@@ -198,6 +204,9 @@ func classifyTwitterV2(r gjson.Result) (string, string) {
 		return "", ""
 	}
 	data := r.Get("data")
+	if data.IsArray() {
+		return "batch", ""
+	}
 	if data.IsObject() && !data.Get("id").Exists() {
 		var kind, id string
 		data.ForEach(func(k, v gjson.Result) bool {
@@ -223,6 +232,23 @@ func classifyTwitterV2(r gjson.Result) (string, string) {
 		}
 	}
 	return "", ""
+}
+
+// splitTwitterV2 returns the posts of a response holding several
+// ({"data":[...]}).
+func splitTwitterV2(r gjson.Result) []gjson.Result {
+	if d := r.Get("data"); d.IsArray() {
+		return d.Array()
+	}
+	return nil
+}
+
+// splitReddit returns the things of a Listing.
+func splitReddit(r gjson.Result) []gjson.Result {
+	if r.Get("kind").Str == "Listing" {
+		return r.Get("data.children").Array()
+	}
+	return nil
 }
 
 func classifyActivityStreams(r gjson.Result) (string, string) {
