@@ -170,6 +170,7 @@ type item struct {
 	value  []byte
 	key    []byte
 	kind   string // of a non-activity event
+	fields []byte // its bend-fields header
 	reason error
 }
 
@@ -350,7 +351,7 @@ func (h *httpSource) publish(ctx context.Context, items []item, acks *acks, dead
 		for i, it := range items[:k] {
 			var m *sarama.ProducerMessage
 			if it.reason == nil {
-				m = in.record(h.m, h.check, verdict{key: it.key, kind: it.kind}, it.value)
+				m = in.record(h.m, h.check, verdict{key: it.key, kind: it.kind, fields: it.fields}, it.value)
 			} else {
 				in.rejected.Inc(1)
 				h.m.rejected.Inc(1)
@@ -389,7 +390,7 @@ func (h *httpSource) parse(body []byte) (items []item, array bool, err error) {
 		if it.reason == nil && h.check.drops(vd) {
 			return // a non-activity event dropped by ingest.http.non_activity
 		}
-		it.key, it.kind = vd.key, vd.kind
+		it.key, it.kind, it.fields = vd.key, vd.kind, vd.fields
 		items = append(items, it)
 	}
 	if t := bytes.TrimLeft(body, " \t\r\n"); len(t) > 0 && t[0] == '[' {
