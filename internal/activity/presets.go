@@ -83,13 +83,14 @@ var presets = map[string]preset{
 		fields: Mapping{
 			ID:   []string{"at://{did}/{commit.collection}/{commit.rkey}"},
 			Text: []string{"commit.record.text"},
-			Links: []string{`commit.record.facets.#.features.#(\$type=="app.bsky.richtext.facet#link")#.uri`,
-				"commit.record.embed.external.uri", "commit.record.embed.media.external.uri"},
+			// And the uri of every link facet (finishJetstream).
+			Links:     []string{"commit.record.embed.external.uri", "commit.record.embed.media.external.uri"},
 			Author:    []string{"did"},
 			CreatedAt: []string{"commit.record.createdAt"},
 			Lang:      []string{"commit.record.langs.0"},
 		},
 		classify: classifyJetstream,
+		finish:   finishJetstream,
 	},
 	// Wikimedia EventStreams mediawiki.recentchange.
 	PresetWikimedia: {
@@ -389,4 +390,24 @@ func finishReddit(r gjson.Result, f *Fields) {
 	if u := r.Get("url").Str; u != "" && !r.Get("is_self").Bool() && !slices.Contains(f.Links, u) {
 		f.Links = append(f.Links, u)
 	}
+}
+
+// finishJetstream adds the uri of every app.bsky.richtext.facet#link
+// feature of the post's facets (one walk: cheaper than a gjson query).
+func finishJetstream(r gjson.Result, f *Fields) {
+	facets := r.Get("commit.record.facets")
+	if !facets.IsArray() {
+		return
+	}
+	facets.ForEach(func(_, facet gjson.Result) bool {
+		facet.Get("features").ForEach(func(_, feat gjson.Result) bool {
+			if feat.Get(`\$type`).Str == "app.bsky.richtext.facet#link" {
+				if u := feat.Get("uri").Str; u != "" && !slices.Contains(f.Links, u) {
+					f.Links = append(f.Links, u)
+				}
+			}
+			return true
+		})
+		return true
+	})
 }
