@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/bendstream/bend/internal/metricnames"
 	"github.com/bendstream/bend/internal/ndjson"
 	metrics "github.com/rcrowley/go-metrics"
 	"github.com/sirupsen/logrus"
@@ -81,11 +82,11 @@ func newHTTPSource(cfg HTTPConfig, in *Ingest) (*httpSource, error) {
 		log:          in.log.WithField("source", "http"),
 		m:            in.sourceMetrics("http"),
 		chunk:        max(1, in.cfg.Producer.MaxInFlight/2),
-		requests:     in.meters.meter("ingest.http.requests"),
-		throttled:    metrics.GetOrRegisterCounter("ingest.http.throttled", reg),
-		unauthorized: metrics.GetOrRegisterCounter("ingest.http.unauthorized", reg),
-		tooLarge:     metrics.GetOrRegisterCounter("ingest.http.too_large", reg),
-		badRequests:  metrics.GetOrRegisterCounter("ingest.http.bad_requests", reg),
+		requests:     in.meters.meter(metricnames.IngestHTTPRequests),
+		throttled:    metrics.GetOrRegisterCounter(metricnames.IngestHTTPThrottled, reg),
+		unauthorized: metrics.GetOrRegisterCounter(metricnames.IngestHTTPUnauth, reg),
+		tooLarge:     metrics.GetOrRegisterCounter(metricnames.IngestHTTPTooLarge, reg),
+		badRequests:  metrics.GetOrRegisterCounter(metricnames.IngestHTTPBadRequests, reg),
 	}
 	h.srv = &http.Server{
 		Handler:           h,

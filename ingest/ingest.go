@@ -76,6 +76,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/bendstream/bend/internal/kafka"
+	"github.com/bendstream/bend/internal/metricnames"
 	metrics "github.com/rcrowley/go-metrics"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/errgroup"
@@ -160,13 +161,13 @@ func New(cfg Config, brokers []string, sc *sarama.Config, topic, deadLetterTopic
 		check:       newChecker(cfg),
 		win:         newWindow(cfg.Producer.MaxInFlight, cfg.MaxBufferedBytes),
 		meters:      ms,
-		published:   ms.meter("ingest.published"),
-		rejected:    metrics.GetOrRegisterCounter("ingest.rejected", reg),
-		failed:      metrics.GetOrRegisterCounter("ingest.failed", reg),
-		deadLetters: metrics.GetOrRegisterCounter("ingest.dead_letters", reg),
+		published:   ms.meter(metricnames.IngestPublished),
+		rejected:    metrics.GetOrRegisterCounter(metricnames.IngestRejected, reg),
+		failed:      metrics.GetOrRegisterCounter(metricnames.IngestFailed, reg),
+		deadLetters: metrics.GetOrRegisterCounter(metricnames.IngestDeadLetters, reg),
 	}
-	reg.GetOrRegister("ingest.buffered_bytes", metrics.NewFunctionalGauge(func() int64 { _, n := in.win.held(); return n }))
-	reg.GetOrRegister("ingest.buffered_records", metrics.NewFunctionalGauge(func() int64 { r, _ := in.win.held(); return r }))
+	reg.GetOrRegister(metricnames.IngestBufferedBytes, metrics.NewFunctionalGauge(func() int64 { _, n := in.win.held(); return n }))
+	reg.GetOrRegister(metricnames.IngestBufferedRecords, metrics.NewFunctionalGauge(func() int64 { r, _ := in.win.held(); return r }))
 
 	var err error
 	if cfg.Synthetic.Enabled {
@@ -403,12 +404,11 @@ type sourceMetrics struct {
 }
 
 func (in *Ingest) sourceMetrics(name string) *sourceMetrics {
-	p := "ingest." + name + "."
 	return &sourceMetrics{name: name,
-		events:    in.meters.meter(p + "events"),
-		published: in.meters.meter(p + "published"),
-		rejected:  metrics.GetOrRegisterCounter(p+"rejected", in.reg),
-		bytes:     metrics.GetOrRegisterCounter(p+"bytes", in.reg),
+		events:    in.meters.meter(metricnames.Source(name, metricnames.SourceEvents)),
+		published: in.meters.meter(metricnames.Source(name, metricnames.SourcePublished)),
+		rejected:  metrics.GetOrRegisterCounter(metricnames.Source(name, metricnames.SourceRejected), in.reg),
+		bytes:     metrics.GetOrRegisterCounter(metricnames.Source(name, metricnames.SourceBytes), in.reg),
 	}
 }
 
