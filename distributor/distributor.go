@@ -354,7 +354,10 @@ func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.Cons
 		j.deadLetter = "invalid event: " + perr.Error()
 		due = j.read
 	} else if f.Kind != "" {
-		due = j.read // a non-activity event: passed on unenriched, at once
+		// A non-activity event: passed on unenriched, at once. Its record
+		// is built before it is parked, where an emitter may seal it.
+		due = j.read
+		j.rec = j.passRecord(d, f.Kind)
 	} else {
 		j.fields = f
 		j.results = make([]result, len(d.enrichers))
@@ -383,7 +386,6 @@ func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.Cons
 		return nil
 	}
 	if f.Kind != "" {
-		j.rec = j.passRecord(d, f.Kind)
 		d.dq.Complete(it)
 		return nil
 	}

@@ -3,6 +3,7 @@ package distributor
 import (
 	"github.com/IBM/sarama"
 	"github.com/bendstream/bend/internal/activity"
+	"github.com/bendstream/bend/internal/metricnames"
 	"github.com/bendstream/bend/sink"
 	metrics "github.com/rcrowley/go-metrics"
 )
@@ -37,7 +38,7 @@ func (c Config) parse(m *sarama.ConsumerMessage) (activity.Fields, error) {
 // untouched, with the provenance headers and bend-kind. It counts the
 // event in distributor.non_activity.
 func (j *job) passRecord(d *Distributor, kind string) *sink.Record {
-	metrics.GetOrRegisterCounter("distributor.non_activity", d.reg).Inc(1)
+	metrics.GetOrRegisterCounter(metricnames.DistributorNonActivity, d.reg).Inc(1)
 	h := append(provenance(j.msg), sarama.RecordHeader{Key: []byte(activity.HeaderKind), Value: []byte(kind)})
 	return &sink.Record{Key: j.msg.Key, Value: j.msg.Value, Headers: h, Timestamp: j.msg.Timestamp, Ack: j.ackFunc(d), Source: j.source()}
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/bendstream/bend/internal/activity"
+	"github.com/bendstream/bend/internal/metricnames"
 	metrics "github.com/rcrowley/go-metrics"
 )
 
@@ -31,8 +32,8 @@ func (in *Ingest) formatChecker(fc activity.FormatConfig, prefix, source string)
 	c.format = f
 	c.formatName = []byte(f.Name())
 	c.nonActivity, c.nonActivityTopic = fc.NonActivity, fc.NonActivityTopic
-	c.passed = metrics.GetOrRegisterCounter("ingest."+source+".non_activity", in.reg)
-	c.dropped = metrics.GetOrRegisterCounter("ingest."+source+".non_activity_dropped", in.reg)
+	c.passed = metrics.GetOrRegisterCounter(metricnames.Source(source, metricnames.SourceNonActivity), in.reg)
+	c.dropped = metrics.GetOrRegisterCounter(metricnames.Source(source, metricnames.SourceNonActivityDropped), in.reg)
 	return &c, nil
 }
 

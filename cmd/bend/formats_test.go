@@ -35,7 +35,8 @@ var presetCases = []presetCase{
 	{activity.PresetBend, map[string]string{"act-1": "en", "act-2": "es"}, map[string]int{"act-1": 1}, 0},
 	{activity.PresetTwitterV1, map[string]string{"1050118621198921728": "en", "850007368138018817": "en", "1697973285712281601": "es", "1697974543567310849": "en"},
 		map[string]int{"1050118621198921728": 1, "850007368138018817": 1, "1697973285712281601": 1, "1697974543567310849": 1}, 4},
-	{activity.PresetTwitterV2, map[string]string{"1212092628029698048": "en", "1445880548472328192": "de", "1460323737035677698": ""},
+	{activity.PresetTwitterV2, map[string]string{"1212092628029698048": "en", "1445880548472328192": "de", "1460323737035677698": "",
+		"1500000000000000001": "en", "1500000000000000002": "es"},
 		map[string]int{"1212092628029698048": 1, "1445880548472328192": 1, "1460323737035677698": 2}, 3},
 	{activity.PresetActivityStreams, map[string]string{"tag:search.twitter.com,2005:418130988250570752": "en",
 		"tag:search.twitter.com,2005:9007199254740993123": "es", "tag:search.twitter.com,2005:700000000000000001": "en"},
@@ -48,8 +49,9 @@ var presetCases = []presetCase{
 		map[string]int{"3f1e3d0a-5b4c-4d2e-9f8a-1b2c3d4e5f60": 1, "6c1b7a3e-2f4d-4a8b-b0c1-d2e3f4a5b6c7": 1, "0a0b0c0d-1111-4222-8333-444455556666": 1}, 1},
 	{activity.PresetMastodon, map[string]string{"103270115826048975": "en", "109876543210987654": "de", "110000000000000001": "fr", "110000000000000002": "en"},
 		map[string]int{"103270115826048975": 1, "109876543210987654": 1}, 2},
-	{activity.PresetReddit, map[string]string{"t3_1abcde": "en", "t3_1fghij": "fr", "t1_kq1w2e3": "en", "t1_bare1": "en"},
-		map[string]int{"t3_1fghij": 1}, 2},
+	// The Listing is split into its one child, t3_x.
+	{activity.PresetReddit, map[string]string{"t3_1abcde": "en", "t3_1fghij": "fr", "t1_kq1w2e3": "en", "t1_bare1": "en", "t3_x": ""},
+		map[string]int{"t3_1fghij": 1}, 1},
 }
 
 // message is a record read back with its headers.

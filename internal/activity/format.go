@@ -352,6 +352,7 @@ type Format struct {
 	// kind and id (which may be empty), or "" for an activity.
 	classify func(root gjson.Result) (kind, id string)
 	finish   func(root gjson.Result, f *Fields)
+	split    func(root gjson.Result) []gjson.Result
 }
 
 // NewFormat compiles c (its Format and Fields) into a Format. prefix names
@@ -366,7 +367,7 @@ func NewFormat(prefix string, c FormatConfig) (*Format, error) {
 	}
 	m := p.fields
 	o := c.Fields
-	f := &Format{name: c.Name(prefix), unwrap: p.unwrap, classify: p.classify, finish: p.finish, layout: m.CreatedAtLayout, html: m.HTML || o.HTML}
+	f := &Format{name: c.Name(prefix), unwrap: p.unwrap, classify: p.classify, finish: p.finish, split: p.split, layout: m.CreatedAtLayout, html: m.HTML || o.HTML}
 	f.fast = c.Format == PresetBend && o.empty()
 	pick := func(over, base []string) []string {
 		if len(over) > 0 {
@@ -419,6 +420,29 @@ func NewFormat(prefix string, c FormatConfig) (*Format, error) {
 // presets.
 func Preset(name string) (*Format, error) {
 	return NewFormat("format", FormatConfig{Format: name})
+}
+
+// Split returns the events held by raw when raw is a container of several
+// in this format (a Reddit Listing, a Twitter v2 response with a "data"
+// array; Map gives it the kind "listing" or "batch"), each a slice of raw,
+// untouched; nil otherwise. raw must be valid JSON.
+func (f *Format) Split(raw []byte) [][]byte {
+	if f.split == nil {
+		return nil
+	}
+	rs := f.split(gjson.ParseBytes(raw))
+	if len(rs) == 0 {
+		return nil
+	}
+	out := make([][]byte, 0, len(rs))
+	for _, r := range rs {
+		if r.Index > 0 && r.Index+len(r.Raw) <= len(raw) {
+			out = append(out, raw[r.Index:r.Index+len(r.Raw)])
+		} else {
+			out = append(out, []byte(r.Raw))
+		}
+	}
+	return out
 }
 
 // Fast reports whether f is the bend format read by Parse: its events are

@@ -2,6 +2,7 @@ package activity
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"os"
@@ -52,6 +53,8 @@ var fixtureWants = map[string][]want{
 		{id: "601430178305220608", kind: KindDelete},
 		{id: "1234567890", kind: "user_suspend"},
 		{kind: "error"},
+		// A response of several posts: split by ingest (see TestSplit).
+		{kind: "batch"},
 	},
 	PresetActivityStreams: {
 		{id: "tag:search.twitter.com,2005:418130988250570752", author: "id:twitter.com:16958875", lang: "en", text: "Happy New Year",
@@ -368,5 +371,37 @@ func BenchmarkMap(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+func TestSplit(t *testing.T) {
+	for _, tc := range []struct {
+		preset string
+		line   int // 1-based line of testdata/<preset>.ndjson
+		want   []string
+	}{
+		{PresetReddit, 6, []string{"t3_x"}},
+		{PresetTwitterV2, 7, []string{"1500000000000000001", "1500000000000000002"}},
+		{PresetReddit, 1, nil},
+		{PresetTwitterV1, 1, nil},
+	} {
+		f, err := Preset(tc.preset)
+		if err != nil {
+			t.Fatal(err)
+		}
+		line := fixtureLines(t, tc.preset)[tc.line-1]
+		parts := f.Split(line)
+		if len(parts) != len(tc.want) {
+			t.Fatalf("%s line %d: %d parts, want %d", tc.preset, tc.line, len(parts), len(tc.want))
+		}
+		for i, p := range parts {
+			got, err := f.Map(p)
+			if err != nil || got.ID != tc.want[i] || got.Kind != "" {
+				t.Errorf("%s line %d part %d: %+v, %v; want activity %s", tc.preset, tc.line, i, got, err, tc.want[i])
+			}
+			if !bytes.Contains(line, p) {
+				t.Errorf("part %q is not a slice of the line", p)
+			}
+		}
 	}
 }

@@ -46,7 +46,8 @@ var labelRules = []labelRule{
 		name: "enrich.$2", labels: []string{"enricher", ""}},
 	// ingest.SOURCE.{events,published,rejected,bytes}.
 	{re: regexp.MustCompile(`^ingest\.([a-z0-9_]+)\.(` + strings.Join([]string{
-		metricnames.SourceEvents, metricnames.SourcePublished, metricnames.SourceRejected, metricnames.SourceBytes}, "|") + `)$`),
+		metricnames.SourceEvents, metricnames.SourcePublished, metricnames.SourceRejected, metricnames.SourceBytes,
+		metricnames.SourceNonActivity, metricnames.SourceNonActivityDropped}, "|") + `)$`),
 		name: "ingest.source.$2", labels: []string{"source", ""}},
 }
 

@@ -52,6 +52,10 @@ const (
 	SourcePublished = "published"
 	SourceRejected  = "rejected"
 	SourceBytes     = "bytes"
+	// SourceNonActivity counts non-activity events written (pass, topic).
+	SourceNonActivity = "non_activity"
+	// SourceNonActivityDropped counts non-activity events dropped.
+	SourceNonActivityDropped = "non_activity_dropped"
 )
 
 // Source returns the name of a per-source ingest metric, e.g.
@@ -69,6 +73,7 @@ const (
 	DistributorAbandoned   = "distributor.abandoned"
 	DistributorLate        = "distributor.late_results"
 	DistributorLag         = "distributor.lag"
+	DistributorNonActivity = "distributor.non_activity"
 	DelayQueueLen          = "delayqueue.len"
 	DelayQueueInUse        = "delayqueue.in_use"
 	DelayQueueCap          = "delayqueue.cap"
@@ -188,6 +193,8 @@ func Table() []Entry {
 		{"ingest.source." + SourcePublished, Meter, "Events Kafka acknowledged, by source."},
 		{"ingest.source." + SourceRejected, Counter, "Invalid events read, by source."},
 		{"ingest.source." + SourceBytes, Counter, "Bytes read, by source."},
+		{"ingest.source." + SourceNonActivity, Counter, "Non-activity events (deletes, compliance, identity) written, by source."},
+		{"ingest.source." + SourceNonActivityDropped, Counter, "Non-activity events dropped (non_activity: drop), by source."},
 		{IngestStreamConnects, Counter, "Streams opened by the stream source (answered 200)."},
 		{IngestStreamDisconn, Counter, "Open streams that ended (EOF, error, idle timeout)."},
 		{IngestStreamReconn, Counter, "Stream connection attempts after the first."},
@@ -207,6 +214,7 @@ func Table() []Entry {
 		{DistributorFenced, Counter, "Acknowledgements that arrived for claims that had ended."},
 		{DistributorAbandoned, Counter, "Parked records of ended claims dropped for redelivery."},
 		{DistributorLate, Counter, "Enrichment results that arrived after their activity left."},
+		{DistributorNonActivity, Counter, "Non-activity events passed to the output unenriched."},
 		{DistributorLag, Gauge, "Records of the owned partitions not yet passed by their commit watermarks."},
 		{PartitionPrefix + PartitionLag, Gauge, "Records of one owned partition not yet passed by its commit watermark."},
 		{PartitionPrefix + PartitionWatermark, Gauge, "Next offset to commit of one owned partition."},
