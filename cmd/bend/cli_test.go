@@ -115,3 +115,20 @@ func TestBinaryPrintsErrorOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckConfigWarnsUnknownEnv: a BEND_ variable naming no key is a
+// warning, not an error.
+func TestCheckConfigWarnsUnknownEnv(t *testing.T) {
+	t.Setenv("BEND_ENRICH_WORKRES", "3")
+	var stdout, stderr bytes.Buffer
+	if code := execute([]string{"check-config", "--config", "../../config.yaml"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit status %d, stderr %q", code, stderr.String())
+	}
+	want := "bend: warning: BEND_ENRICH_WORKRES is set but names no configuration key; it is ignored (did you mean BEND_ENRICH_WORKERS?)"
+	if n := strings.Count(stderr.String(), want); n != 1 {
+		t.Errorf("stderr has the warning %d times, want once:\n%s", n, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "configuration OK") {
+		t.Errorf("stdout %q lacks \"configuration OK\"", stdout.String())
+	}
+}

@@ -64,7 +64,10 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVarP(&cfgPath, "config", "c", "", "config file (default ./config.yaml if present)")
 
 	load := func() (config.Config, *logrus.Logger, error) {
-		cfg, err := config.Load(cfgPath)
+		cfg, warns, err := config.Check(cfgPath)
+		for _, w := range warns {
+			fmt.Fprintf(stderr, "bend: warning: %s\n", w)
+		}
 		if err != nil {
 			return cfg, nil, fmt.Errorf("invalid configuration:\n%w", err)
 		}

@@ -97,46 +97,63 @@ func (c Config) Validate() error {
 
 // Load reads path (optional: "" reads ./config.yaml if it exists, else only
 // defaults and environment), applies BEND_ environment overrides, and
-// validates. Every problem is reported, each naming its key.
+// validates. Every problem is reported at once, decoding and validation
+// alike, each naming its key, the offending value and where it came from
+// (file and line, or the BEND_ variable); an unknown key names the nearest
+// known one.
 func Load(path string) (Config, error) {
+	cfg, _, err := Check(path)
+	return cfg, err
+}
+
+// Check is Load that also returns warnings: BEND_ environment variables
+// that name no configuration key.
+func Check(path string) (Config, []string, error) {
+	return load(path, os.Environ())
+}
+
+// load is Load with the environment given (to find unknown BEND_ variables;
+// the overrides themselves come from the process environment, as viper reads it).
+func load(path string, environ []string) (Config, []string, error) {
 	cfg := Default()
 	v := viper.New()
 	// Register every key with its default so environment overrides reach
 	// keys the file does not mention.
 	var defaults map[string]any
 	if err := mapstructure.Decode(cfg, &defaults); err != nil {
-		return cfg, fmt.Errorf("encoding defaults: %w", err)
+		return cfg, nil, fmt.Errorf("encoding defaults: %w", err)
 	}
-	for k, val := range flatten("", defaults) {
+	known := flatten("", defaults)
+	for k, val := range known {
 		v.SetDefault(k, val)
 	}
 	v.SetEnvPrefix("BEND")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
-	switch {
-	case path != "":
+	if path == "" {
+		if _, err := os.Stat("config.yaml"); err == nil {
+			path = "config.yaml"
+		}
+	}
+	src := sources{env: envOf(environ)}
+	if path != "" {
 		v.SetConfigFile(path)
 		if err := v.ReadInConfig(); err != nil {
-			return cfg, fmt.Errorf("reading %s: %w", path, err)
+			return cfg, nil, fmt.Errorf("reading %s: %w", path, err)
 		}
-	default:
-		if _, err := os.Stat("config.yaml"); err == nil {
-			v.SetConfigFile("config.yaml")
-			if err := v.ReadInConfig(); err != nil {
-				return cfg, fmt.Errorf("reading config.yaml: %w", err)
-			}
+		if data, err := os.ReadFile(path); err == nil {
+			src.file, src.lines = path, yamlPositions(data)
 		}
 	}
-	if err := v.UnmarshalExact(&cfg, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
-		mapstructure.StringToTimeDurationHookFunc(),
+	var md mapstructure.Metadata
+	decodeErr := v.Unmarshal(&cfg, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
+		durationHook,
 		mapstructure.StringToSliceHookFunc(","),
-	))); err != nil {
-		return cfg, fmt.Errorf("config: %w", err)
-	}
+	)), func(dc *mapstructure.DecoderConfig) { dc.Metadata = &md })
 	if len(cfg.Kafka.Brokers) == 0 {
 		cfg.Kafka.Brokers = nil // "brokers: []" and an absent key mean the same
 	}
-	return cfg, cfg.Validate()
+	return cfg, unknownEnv(environ, known), report(decodeErr, md.Unused, cfg.Validate(), known, src)
 }
 
 // flatten turns nested maps into dotted keys.
