@@ -38,6 +38,11 @@ type Config struct {
 	// ShutdownTimeout bounds the drain after SIGINT/SIGTERM before a hard
 	// stop. Default 30s.
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
+	// ShutdownGrace is the lame-duck period at the start of a shutdown:
+	// /readyz answers 503 for this long before intake stops, so load
+	// balancers and orchestrators stop sending first. Skipped when the
+	// admin server is off. Default 2s.
+	ShutdownGrace time.Duration `mapstructure:"shutdown_grace"`
 	// MemoryLimit is the Go runtime's soft memory limit in bytes for `bend
 	// run` and `bend work` (as GOMEMLIMIT): near it the garbage collector
 	// runs more often, so resident memory stays flat when throughput jumps
@@ -52,6 +57,10 @@ type Log struct {
 	Level string `mapstructure:"level"`
 	// Format is text or json. Default text.
 	Format string `mapstructure:"format"`
+	// Progress is auto, on or off: whether `bend run` reports progress
+	// (every progress interval). auto reports only when stderr is a
+	// terminal. With format json the report is a JSON log record. Default auto.
+	Progress string `mapstructure:"progress"`
 }
 
 // Default returns the documented defaults: the embedded broker, the
@@ -64,10 +73,11 @@ func Default() Config {
 		DelayQueue:      delayqueue.DefaultConfig(),
 		Enrich:          enrich.DefaultConfig(),
 		Sink:            sink.DefaultConfig(),
-		Log:             Log{Level: "info", Format: "text"},
+		Log:             Log{Level: "info", Format: "text", Progress: "auto"},
 		Admin:           admin.DefaultConfig(),
 		Progress:        2 * time.Second,
 		ShutdownTimeout: 30 * time.Second,
+		ShutdownGrace:   2 * time.Second,
 	}
 }
 
@@ -82,6 +92,12 @@ func (c Config) Validate() error {
 	}
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		errs = append(errs, fmt.Errorf("log.format: want text or json, got %q", c.Log.Format))
+	}
+	if c.Log.Progress != "auto" && c.Log.Progress != "on" && c.Log.Progress != "off" {
+		errs = append(errs, fmt.Errorf("log.progress: want auto, on or off, got %q", c.Log.Progress))
+	}
+	if c.ShutdownGrace < 0 {
+		errs = append(errs, errors.New("shutdown_grace: must not be negative"))
 	}
 	if c.Progress < 0 {
 		errs = append(errs, errors.New("progress: must not be negative"))
