@@ -111,7 +111,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 				case <-exited:
 				}
 			}()
-			opts := runOptions{reloadable: true, configPath: cfgPath, hup: hup, force: force}
+			opts := runOptions{reloadable: true, configPath: cfgPath, hup: hup, force: force, notify: sdNotify(log),
+				progressTTY: func() bool { return isTerminal(os.Stderr.Fd()) }}
 			if err := runWith(sigCtx, cfg, log, stderr, opts); err != nil {
 				log.WithError(err).Error("bend stopped with an error")
 				return loggedError{err}
