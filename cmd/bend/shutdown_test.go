@@ -80,19 +80,28 @@ func TestReadyzFalseBeforeIntakeCloses(t *testing.T) {
 		t.Error("never saw /readyz 503 while the HTTP receiver still accepted events")
 	}
 	waitRun(t, done)
-	ids := idsInFile(t, cfg.Sink.File.Path)
+	// Accepted means in Kafka; what the drain did not reach waits there for
+	// the next run, behind the committed offsets.
+	in := idsInTopic(t, brokers, cfg.Kafka.Topics.Input, len(accepted))
 	for _, id := range accepted {
-		if ids[id] != 1 {
-			t.Errorf("accepted id %s is in the output %d times, want once", id, ids[id])
+		if in[id] != 1 {
+			t.Errorf("accepted id %s is in the input topic %d times, want once", id, in[id])
 		}
 	}
-	if len(ids) != len(accepted) {
-		t.Errorf("%d ids in the output, %d accepted", len(ids), len(accepted))
+	out := idsInFile(t, cfg.Sink.File.Path)
+	for id, c := range out {
+		if c != 1 || in[id] != 1 {
+			t.Errorf("output id %s: %d times in the output, %d in the input, want once each", id, c, in[id])
+		}
+	}
+	if sum, _ := committed(t, brokers, cfg.Distributor.Group, cfg.Kafka.Topics.Input); sum != int64(len(out)) {
+		t.Errorf("committed %d input records, emitted %d", sum, len(out))
 	}
 }
 
 // TestStageErrorDrains: a stage that fails starts the drain; it does not
-// abandon the records in flight. Every id is emitted and committed, and run
+// abandon the records in flight. Every record in flight at the failure is
+// emitted, the committed offsets cover exactly what was emitted, and run
 // returns the stage's error.
 func TestStageErrorDrains(t *testing.T) {
 	brokers := kafkatest.Brokers(t)
@@ -100,9 +109,10 @@ func TestStageErrorDrains(t *testing.T) {
 	cfg := testConfig(t, brokers, n)
 	cfg.Distributor.Delay = 500 * time.Millisecond // records stay in flight a while
 	boom := errors.New("injected stage failure")
-	var inFlightAtFailure int64
+	var inFlightAtFailure, emittedAtFailure int64
 	opts := runOptions{stage: func(ctx context.Context, dist *distributor.Distributor, reg metrics.Registry) error {
 		published := metrics.GetOrRegisterMeter("ingest.published", reg)
+		emitted := metrics.GetOrRegisterMeter("sink.emitted", reg)
 		tk := time.NewTicker(5 * time.Millisecond)
 		defer tk.Stop()
 		for {
@@ -112,6 +122,7 @@ func TestStageErrorDrains(t *testing.T) {
 			case <-tk.C:
 			}
 			if published.Count() == n && dist.InFlight() > 0 {
+				emittedAtFailure = emitted.Count()
 				inFlightAtFailure = dist.InFlight()
 				return boom
 			}
@@ -130,10 +141,19 @@ func TestStageErrorDrains(t *testing.T) {
 	if inFlightAtFailure == 0 {
 		t.Fatal("no record was in flight when the stage failed")
 	}
-	t.Logf("%d records in flight when the stage failed", inFlightAtFailure)
-	wantAllIDs(t, "sink file", idsInFile(t, cfg.Sink.File.Path), n)
-	if sum, hwm := committed(t, brokers, cfg.Distributor.Group, cfg.Kafka.Topics.Input); sum != hwm || hwm != n {
-		t.Errorf("committed %d of %d input records (want all %d)", sum, hwm, n)
+	t.Logf("%d records emitted and %d in flight when the stage failed", emittedAtFailure, inFlightAtFailure)
+	out := idsInFile(t, cfg.Sink.File.Path)
+	if int64(len(out)) < emittedAtFailure+inFlightAtFailure {
+		t.Errorf("%d ids emitted, want at least the %d emitted plus the %d in flight at the failure",
+			len(out), emittedAtFailure, inFlightAtFailure)
+	}
+	for id, c := range out {
+		if c != 1 {
+			t.Errorf("id %s emitted %d times", id, c)
+		}
+	}
+	if sum, _ := committed(t, brokers, cfg.Distributor.Group, cfg.Kafka.Topics.Input); sum != int64(len(out)) {
+		t.Errorf("committed %d input records, emitted %d: the drain abandoned records", sum, len(out))
 	}
 }
 
