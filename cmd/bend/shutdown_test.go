@@ -255,7 +255,6 @@ func TestWaitForKafkaEndsWithCtx(t *testing.T) {
 	}
 }
 
-
 // linesIn counts the lines of the file at path, 0 if it does not exist yet.
 func linesIn(path string) int {
 	b, err := os.ReadFile(path)
