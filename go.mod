@@ -18,7 +18,7 @@ require (
 
 require github.com/agnivade/levenshtein v1.2.2
 
-require github.com/coreos/go-systemd/v22 v22.5.0 // indirect
+require github.com/coreos/go-systemd/v22 v22.5.0
 
 require (
 	github.com/davecgh/go-spew v1.1.1 // indirect

@@ -132,3 +132,37 @@ func TestCheckConfigWarnsUnknownEnv(t *testing.T) {
 		t.Errorf("stdout %q lacks \"configuration OK\"", stdout.String())
 	}
 }
+
+// TestBuiltBinary builds bend as a release does (the version linked into
+// internal/buildinfo, as the Dockerfile does) and runs it: --version shows
+// that version and the Go version, and an error is printed once.
+func TestBuiltBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary; skipped with -short")
+	}
+	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+	bin := filepath.Join(t.TempDir(), "bend")
+	build := exec.Command(goTool, "build", "-o", bin,
+		"-ldflags", "-X github.com/bendstream/bend/internal/buildinfo.version=v9.9.9-test", ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		t.Fatalf("bend --version: %v", err)
+	}
+	for _, want := range []string{"bend v9.9.9-test (commit ", runtime.Version()} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("bend --version printed %q, lacking %q", out, want)
+		}
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin, "run", "extra-arg")
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err == nil {
+		t.Fatal("bend run extra-arg succeeded")
+	}
+	if n := strings.Count(stderr.String(), `unknown command "extra-arg" for "bend run"`); n != 1 {
+		t.Errorf("stderr has the error %d times, want once:\n%s", n, stderr.String())
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -262,4 +263,47 @@ func linesIn(path string) int {
 		return 0
 	}
 	return strings.Count(string(b), "\n")
+}
+
+// TestSecondRunOnDataDirFails: a second bend on the embedded broker's data
+// directory fails at once, naming the directory and the holder; the first
+// runs on undisturbed and every id arrives.
+func TestSecondRunOnDataDirFails(t *testing.T) {
+	cfg := testConfig(t, nil, 500)
+	cfg.Kafka.Brokers = nil
+	cfg.Kafka.Embedded.DataDir = filepath.Join(t.TempDir(), "data")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg, testLogger(t), os.Stderr) }()
+	eventually(t, 60*time.Second, "records emitted", func() bool { return linesIn(cfg.Sink.File.Path) > 0 })
+
+	second := cfg
+	second.Sink.File.Path = filepath.Join(t.TempDir(), "second.ndjson")
+	err := run(context.Background(), second, testLogger(t), os.Stderr)
+	if !errors.Is(err, localbroker.ErrLocked) {
+		t.Fatalf("second run: %v, want localbroker.ErrLocked", err)
+	}
+	for _, want := range []string{cfg.Kafka.Embedded.DataDir, fmt.Sprintf("process %d", os.Getpid()), "stop it first"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	// bend replay on the same directory: "stop it first", printed once.
+	cfgFile := filepath.Join(t.TempDir(), "config.yaml")
+	body := fmt.Sprintf("kafka:\n  embedded:\n    data_dir: %s\nadmin:\n  addr: \"\"\n", cfg.Kafka.Embedded.DataDir)
+	if err := os.WriteFile(cfgFile, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr strings.Builder
+	if code := execute([]string{"replay", "--config", cfgFile, "--to", "earliest"}, &stdout, &stderr); code != 1 {
+		t.Errorf("bend replay while bend runs: exit status %d, want 1", code)
+	}
+	if n := strings.Count(stderr.String(), "stop it first"); n != 1 {
+		t.Errorf("bend replay's stderr has \"stop it first\" %d times, want once:\n%s", n, stderr.String())
+	}
+	eventually(t, 60*time.Second, "500 records emitted", func() bool { return linesIn(cfg.Sink.File.Path) >= 500 })
+	cancel()
+	waitRun(t, done)
+	wantAllIDs(t, "sink file", idsInFile(t, cfg.Sink.File.Path), 500)
 }
