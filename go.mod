@@ -4,6 +4,8 @@ go 1.26.8
 
 require (
 	github.com/IBM/sarama v1.61.1
+	github.com/agnivade/levenshtein v1.2.2
+	github.com/coreos/go-systemd/v22 v22.5.0
 	github.com/go-viper/mapstructure/v2 v2.4.0
 	github.com/pemistahl/lingua-go v1.4.0
 	github.com/rcrowley/go-metrics v0.0.0-20250401214520-65e299d6c5c9
@@ -15,10 +17,6 @@ require (
 	github.com/xdg-go/scram v1.4.0
 	golang.org/x/sync v0.24.0
 )
-
-require github.com/agnivade/levenshtein v1.2.2
-
-require github.com/coreos/go-systemd/v22 v22.5.0
 
 require (
 	github.com/davecgh/go-spew v1.1.1 // indirect
