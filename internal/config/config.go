@@ -7,6 +7,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"strings"
 	"time"
@@ -169,7 +170,11 @@ func load(path string, environ []string) (Config, []string, error) {
 	if len(cfg.Kafka.Brokers) == 0 {
 		cfg.Kafka.Brokers = nil // "brokers: []" and an absent key mean the same
 	}
-	return cfg, unknownEnv(environ, known), report(decodeErr, md.Unused, cfg.Validate(), known, src)
+	keys := maps.Clone(known) // and the keys decoded, such as enrich.enrichers[0].timeout, for suggestions
+	for _, k := range md.Keys {
+		keys[k] = nil
+	}
+	return cfg, unknownEnv(environ, known), report(decodeErr, md.Unused, cfg.Validate(), keys, src)
 }
 
 // flatten turns nested maps into dotted keys.

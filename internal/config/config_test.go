@@ -106,6 +106,8 @@ func TestCheckReportsEverything(t *testing.T) {
 		{"typo does not hide a bad value", "distributor:\n  dealy: 2s\nenrich:\n  workers: -3\n", nil,
 			[]string{"distributor.dealy: unknown key; did you mean distributor.delay?", "config.yaml:2",
 				"enrich.workers", `value "-3" at`, "config.yaml:4"}},
+		{"typo in a list element", "enrich:\n  enrichers:\n    - name: s\n      type: stats\n      timeout: 1s\n      tiemout: 2s\n", nil,
+			[]string{"enrich.enrichers[0].tiemout: unknown key; did you mean enrich.enrichers[0].timeout?", "config.yaml:6"}},
 		{"top-level typo", "shutdown_timout: 30s\n", nil, []string{"shutdown_timout: unknown key; did you mean shutdown_timeout?"}},
 		{"type error and validation error", "distributor:\n  emitters: many\ndelayqueue:\n  max_items: 0\n", nil,
 			[]string{"distributor.emitters", `value "many" at`, "delayqueue.max_items", "config.yaml:4"}},
