@@ -124,7 +124,7 @@ func TestCheckConfigWarnsUnknownEnv(t *testing.T) {
 	if code := execute([]string{"check-config", "--config", "../../config.yaml"}, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit status %d, stderr %q", code, stderr.String())
 	}
-	want := "bend: warning: BEND_ENRICH_WORKRES is set but names no configuration key; it is ignored (did you mean BEND_ENRICH_WORKERS?)"
+	want := "BEND_ENRICH_WORKRES is set but names no configuration key; it is ignored (did you mean BEND_ENRICH_WORKERS?)"
 	if n := strings.Count(stderr.String(), want); n != 1 {
 		t.Errorf("stderr has the warning %d times, want once:\n%s", n, stderr.String())
 	}

@@ -63,15 +63,21 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVarP(&cfgPath, "config", "c", "", "config file (default ./config.yaml if present)")
 
+	// load reads the configuration; its warnings go to the log (in its
+	// format) once there is one, else to stderr.
 	load := func() (config.Config, *logrus.Logger, error) {
 		cfg, warns, err := config.Check(cfgPath)
-		for _, w := range warns {
-			fmt.Fprintf(stderr, "bend: warning: %s\n", w)
-		}
 		if err != nil {
+			for _, w := range warns {
+				fmt.Fprintf(stderr, "bend: warning: %s\n", w)
+			}
 			return cfg, nil, fmt.Errorf("invalid configuration:\n%w", err)
 		}
-		return cfg, newLogger(cfg.Log, stderr), nil
+		log := newLogger(cfg.Log, stderr)
+		for _, w := range warns {
+			log.Warn(w)
+		}
+		return cfg, log, nil
 	}
 
 	root.AddCommand(&cobra.Command{
