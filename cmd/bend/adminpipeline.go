@@ -1,7 +1,6 @@
 package main
 
 import (
-	"github.com/bendstream/bend/distributor"
 	"github.com/bendstream/bend/internal/kafka"
 )
 
@@ -9,13 +8,13 @@ import (
 // topic names, so that sarama's per-topic metrics (which carry the topic
 // with dots as underscores) are labelled with the real names.
 type adminPipeline struct {
-	*distributor.Distributor
+	*lameDuck
 	topics []string
 }
 
 // Topics returns bend's input, output and dead-letter topics.
 func (p adminPipeline) Topics() []string { return p.topics }
 
-func newAdminPipeline(d *distributor.Distributor, t kafka.Topics) adminPipeline {
-	return adminPipeline{Distributor: d, topics: []string{t.Input, t.Output, t.DeadLetter}}
+func newAdminPipeline(l *lameDuck, t kafka.Topics) adminPipeline {
+	return adminPipeline{lameDuck: l, topics: []string{t.Input, t.Output, t.DeadLetter}}
 }

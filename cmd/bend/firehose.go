@@ -56,8 +56,7 @@ log line.`,
 			log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
 			fh, err := ingest.NewFirehose(cfg, log.WithField("component", "firehose"))
 			if err != nil {
-				fmt.Fprintf(stderr, "bend firehose: invalid flags:\n%v\n", err)
-				return err
+				return fmt.Errorf("firehose: invalid flags:\n%w", err)
 			}
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {

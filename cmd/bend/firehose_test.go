@@ -77,11 +77,8 @@ func TestFirehoseCommand(t *testing.T) {
 
 func TestFirehoseCommandRejectsBadFlags(t *testing.T) {
 	var stdout, stderr lockedWriter
-	cmd := newFirehoseCmd(&stdout, &stderr)
-	cmd.SetArgs([]string{"--addr", "127.0.0.1:0", "--rate", "-5", "--profile", "wobble"})
-	err := cmd.Execute()
-	if err == nil {
-		t.Fatal("Execute succeeded with invalid flags")
+	if code := execute([]string{"firehose", "--addr", "127.0.0.1:0", "--rate", "-5", "--profile", "wobble"}, &stdout, &stderr); code != 1 {
+		t.Fatalf("exit status %d with invalid flags, want 1", code)
 	}
 	for _, flag := range []string{"--rate", "--profile"} {
 		if !strings.Contains(stderr.String(), flag) {

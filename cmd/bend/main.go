@@ -16,19 +16,38 @@ import (
 	"syscall"
 
 	"github.com/IBM/sarama"
+	"github.com/bendstream/bend/internal/buildinfo"
 	"github.com/bendstream/bend/internal/config"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 func main() {
-	if err := newRootCmd(os.Stdout, os.Stderr).Execute(); err != nil {
-		os.Exit(1)
-	}
+	os.Exit(execute(os.Args[1:], os.Stdout, os.Stderr))
 }
+
+// execute runs bend with args and returns the exit status: 0, or 1 after
+// printing the error once on stderr (an error already logged is not printed
+// again).
+func execute(args []string, stdout, stderr io.Writer) int {
+	root := newRootCmd(stdout, stderr)
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return 0
+	}
+	var logged loggedError
+	if !errors.As(err, &logged) {
+		fmt.Fprintf(stderr, "bend: %v\n", err)
+	}
+	return 1
+}
+
+// loggedError is an error the command has already logged; execute only
+// sets the exit status for it.
+type loggedError struct{ error }
+
+func (e loggedError) Unwrap() error { return e.error }
 
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	var cfgPath string
@@ -36,24 +55,35 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		Use:           "bend",
 		Short:         "Backpressure-aware stream ingestion: bends under spikes, never breaks",
 		SilenceUsage:  true,
-		SilenceErrors: true,
+		SilenceErrors: true, // execute prints the error, once
+		Version:       buildinfo.Get().String(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVarP(&cfgPath, "config", "c", "", "config file (default ./config.yaml if present)")
 
+	// load reads the configuration; its warnings go to the log (in its
+	// format) once there is one, else to stderr.
 	load := func() (config.Config, *logrus.Logger, error) {
-		cfg, err := config.Load(cfgPath)
+		cfg, warns, err := config.Check(cfgPath)
 		if err != nil {
-			fmt.Fprintf(stderr, "bend: invalid configuration:\n%v\n", err)
-			return cfg, nil, err
+			for _, w := range warns {
+				fmt.Fprintf(stderr, "bend: warning: %s\n", w)
+			}
+			return cfg, nil, fmt.Errorf("invalid configuration:\n%w", err)
 		}
-		return cfg, newLogger(cfg.Log, stderr), nil
+		log := newLogger(cfg.Log, stderr)
+		for _, w := range warns {
+			log.Warn(w)
+		}
+		return cfg, log, nil
 	}
 
 	root.AddCommand(&cobra.Command{
 		Use:   "run",
 		Short: "Run the pipeline (embedded broker and synthetic firehose by default)",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, log, err := load()
 			if err != nil {
@@ -87,10 +117,11 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 				case <-exited:
 				}
 			}()
-			opts := runOptions{reloadable: true, configPath: cfgPath, hup: hup, force: force}
+			opts := runOptions{reloadable: true, configPath: cfgPath, hup: hup, force: force, notify: sdNotify(log),
+				progressTTY: func() bool { return isTerminal(os.Stderr.Fd()) }}
 			if err := runWith(sigCtx, cfg, log, stderr, opts); err != nil {
 				log.WithError(err).Error("bend stopped with an error")
-				return err
+				return loggedError{err}
 			}
 			return nil
 		},
@@ -99,9 +130,10 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		Use:     "check-config",
 		Aliases: []string{"check"},
 		Short:   "Validate the configuration and exit",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, _, err := load(); err != nil {
-				return errors.New("invalid configuration")
+				return err
 			}
 			fmt.Fprintln(stdout, "configuration OK")
 			return nil
@@ -115,7 +147,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(&cobra.Command{
 		Use:   "version",
 		Short: "Print bend's version",
-		Run:   func(*cobra.Command, []string) { fmt.Fprintln(stdout, "bend", version) },
+		Args:  cobra.NoArgs,
+		Run:   func(*cobra.Command, []string) { fmt.Fprintln(stdout, buildinfo.Get()) },
 	})
 	return root
 }

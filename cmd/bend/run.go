@@ -7,6 +7,7 @@ import (
 	"io"
 	"log"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,7 +18,6 @@ import (
 	"github.com/bendstream/bend/internal/activity"
 	"github.com/bendstream/bend/internal/admin"
 	"github.com/bendstream/bend/internal/config"
-	"github.com/bendstream/bend/internal/kafka"
 	"github.com/bendstream/bend/internal/localbroker"
 	"github.com/bendstream/bend/internal/metricnames"
 	"github.com/bendstream/bend/sink"
@@ -44,10 +44,21 @@ type runOptions struct {
 	hup        <-chan os.Signal
 	// force, closed by a second SIGINT/SIGTERM, ends the drain at once.
 	force <-chan struct{}
+	// notify sends a state to the service manager (sd_notify); nil sends nothing.
+	notify func(state string)
+	// progressTTY reports whether the progress output is a terminal, for
+	// log.progress auto; nil means it is not.
+	progressTTY func() bool
+	// stage, if not nil, runs as one more stage until intake ends; a test
+	// seam to make a stage fail.
+	stage func(intake context.Context, dist *distributor.Distributor, reg metrics.Registry) error
 }
 
 // runWith is run with the options of `bend run`.
 func runWith(ctx context.Context, cfg config.Config, log *logrus.Logger, progress io.Writer, opts runOptions) error {
+	if opts.notify == nil {
+		opts.notify = func(string) {}
+	}
 	started, loaded := time.Now(), cfg // loaded: as read; reloads are compared with it
 	reg := metrics.NewRegistry()
 	admin.RegisterRuntime(reg)
@@ -59,6 +70,14 @@ func runWith(ctx context.Context, cfg config.Config, log *logrus.Logger, progres
 			return err
 		}
 		defer b.Close()
+		b.Protect(cfg.Kafka.Topics.Input, cfg.Distributor.Group) // never delete input not yet consumed
+		retain, stopRetain := context.WithCancel(context.Background())
+		retained := make(chan struct{})
+		go func() {
+			defer close(retained)
+			b.RunRetention(retain, localbroker.RetainEvery, log.WithField("stage", "localbroker"))
+		}()
+		defer func() { stopRetain(); <-retained }()
 		brokers = b.Addrs()
 		log.WithFields(logrus.Fields{"addr": brokers[0], "data_dir": cfg.Kafka.Embedded.DataDir}).
 			Warn("using the embedded single-process Kafka broker, for trials only; set kafka.brokers to use a real cluster")
@@ -68,7 +87,7 @@ func runWith(ctx context.Context, cfg config.Config, log *logrus.Logger, progres
 		return err
 	}
 	t := cfg.Kafka.Topics
-	if err := kafka.EnsureTopics(brokers, sc, t, t.Input, t.Output, t.DeadLetter); err != nil {
+	if err := ensureTopics(ctx, brokers, sc, t, log, opts.notify); err != nil {
 		return err
 	}
 
@@ -122,7 +141,8 @@ func runWith(ctx context.Context, cfg config.Config, log *logrus.Logger, progres
 		}, log.WithField("stage", "config"))
 		reload = rl.Reload
 	}
-	adm, err := admin.Start(cfg.Admin, reg, newAdminPipeline(dist, cfg.Kafka.Topics), reload, log.WithField("stage", "admin"))
+	lame := &lameDuck{Distributor: dist}
+	adm, err := admin.Start(cfg.Admin, reg, newAdminPipeline(lame, cfg.Kafka.Topics), reload, log.WithField("stage", "admin"))
 	if err != nil {
 		return err
 	}
@@ -132,41 +152,89 @@ func runWith(ctx context.Context, cfg config.Config, log *logrus.Logger, progres
 		return err
 	}
 
+	// Shutdown in lame-duck order (ctx ends, or a stage fails): readiness
+	// false (and STOPPING=1 to systemd), shutdown_grace, the sources stop,
+	// the distributor's claims drain (it closes the delay queue and then
+	// records), the workers stop, the sink finishes, admin closes (deferred
+	// above). Only shutdown_timeout, counted from the end of the grace, or a
+	// second signal escalates to the hard stop: root.
 	root, hardStop := context.WithCancel(context.Background())
 	defer hardStop()
-	g, gctx := errgroup.WithContext(root)
-	intake, stopIntake := context.WithCancel(gctx)
+	var g errgroup.Group
+	failed := make(chan struct{}) // closed by the first stage that fails
+	var failOnce sync.Once
+	stage := func(f func() error) {
+		g.Go(func() error {
+			err := f()
+			if err != nil {
+				failOnce.Do(func() { close(failed) })
+			}
+			return err
+		})
+	}
+	sources, stopSources := context.WithCancel(root)
+	defer stopSources()
+	intake, stopIntake := context.WithCancel(root)
 	defer stopIntake()
-	workCtx, stopWork := context.WithCancel(gctx)
+	workCtx, stopWork := context.WithCancel(root)
 	defer stopWork()
 	records := make(chan *sink.Record, 256)
+	ingested := make(chan struct{})
 
-	g.Go(func() error { return ing.Run(intake) })
-	g.Go(func() error {
+	stage(func() error { defer close(ingested); return ing.Run(sources) })
+	stage(func() error {
 		defer stopWork() // workers stop once nothing more can be parked
-		return dist.Run(gctx, intake, records)
+		return dist.Run(root, intake, records)
 	})
-	g.Go(func() error { return pool.Run(workCtx, work) })
-	g.Go(func() error { return serveRemote(workCtx) }) // remote workers share work with pool
-	g.Go(func() error { return snk.Run(gctx, records) })
-	if cfg.Progress > 0 {
-		g.Go(func() error { reportProgress(intake, cfg.Progress, reg, dist, progress); return nil })
+	stage(func() error { return pool.Run(workCtx, work) })
+	stage(func() error { return serveRemote(workCtx) }) // remote workers share work with pool
+	stage(func() error { return snk.Run(root, records) })
+	if every := progressEvery(cfg, opts.progressTTY); every > 0 {
+		stage(func() error {
+			reportProgress(intake, every, reg, dist, progressSink(cfg.Log, log, progress))
+			return nil
+		})
 	}
 	if rl != nil {
-		g.Go(func() error { rl.Run(intake, opts.hup); return nil })
+		stage(func() error { rl.Run(intake, opts.hup); return nil })
 	}
+	if opts.stage != nil {
+		stage(func() error { return opts.stage(intake, dist, reg) })
+	}
+	stage(func() error { notifyReady(intake, lame, opts.notify, log); return nil })
 	var forced atomic.Bool
+	finished, shutDown := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(shutDown)
 		select {
 		case <-ctx.Done():
-			log.Info("stopping: intake closed, draining in-flight records")
-		case <-gctx.Done():
+			log.Info("stopping: readiness off, then intake closes and in-flight records drain")
+		case <-failed:
+			log.Warn("a stage failed: stopping intake and draining in-flight records")
+		case <-finished:
+			return
 		}
-		stopIntake()
-		time.AfterFunc(cfg.ShutdownTimeout, func() {
+		lame.draining.Store(true)
+		opts.notify("STOPPING=1")
+		if grace := cfg.ShutdownGrace; grace > 0 && adm.Addr() != nil {
+			select {
+			case <-time.After(grace):
+			case <-opts.force:
+			case <-finished:
+			}
+		}
+		timer := time.AfterFunc(cfg.ShutdownTimeout, func() {
 			log.Warn("shutdown_timeout passed; forcing a stop, unacknowledged records will be redelivered")
 			hardStop()
 		})
+		defer timer.Stop() // a drain that finished in time must not be cancelled later
+		stopSources()
+		select { // the sources stop before the claims drain
+		case <-ingested:
+		case <-root.Done():
+		case <-opts.force:
+		}
+		stopIntake()
 		select {
 		case <-opts.force:
 			forced.Store(true)
@@ -174,9 +242,12 @@ func runWith(ctx context.Context, cfg config.Config, log *logrus.Logger, progres
 				Warn("second signal: stopping at once; records read and not acknowledged will be redelivered from the committed offsets")
 			hardStop()
 		case <-root.Done():
+		case <-finished:
 		}
 	}()
 	err = g.Wait()
+	close(finished)
+	<-shutDown
 	if errors.Is(err, context.Canceled) && root.Err() != nil {
 		err = fmt.Errorf("drain did not finish within shutdown_timeout (%s)", cfg.ShutdownTimeout)
 		if forced.Load() {
@@ -223,8 +294,8 @@ func gaugeValue(reg metrics.Registry, name string) int64 {
 	return 0
 }
 
-// reportProgress prints one line every interval until ctx ends.
-func reportProgress(ctx context.Context, every time.Duration, reg metrics.Registry, dist *distributor.Distributor, w io.Writer) {
+// reportProgress reports progress to emit every interval until ctx ends.
+func reportProgress(ctx context.Context, every time.Duration, reg metrics.Registry, dist *distributor.Distributor, emit func(progressReport)) {
 	published := metrics.GetOrRegisterMeter(metricnames.IngestPublished, reg)
 	emitted := metrics.GetOrRegisterMeter(metricnames.SinkEmitted, reg)
 	dead := metrics.GetOrRegisterMeter(metricnames.SinkDeadLetters, reg)
@@ -239,9 +310,8 @@ func reportProgress(ctx context.Context, every time.Duration, reg metrics.Regist
 		case now := <-tk.C:
 			in, out := published.Count(), emitted.Count()
 			secs := now.Sub(last).Seconds()
-			fmt.Fprintf(w, "%s ingested %7.0f/s  emitted %7.0f/s  lag %7d  in-flight %6d  parked %6d  total in %d out %d dead %d\n",
-				now.Format("15:04:05"), float64(in-lastIn)/secs, float64(out-lastOut)/secs,
-				dist.Lag(), dist.InFlight(), parked.Value(), in, out, dead.Count())
+			emit(progressReport{at: now, inRate: float64(in-lastIn) / secs, outRate: float64(out-lastOut) / secs,
+				lag: dist.Lag(), inFlight: dist.InFlight(), parked: parked.Value(), in: in, out: out, dead: dead.Count()})
 			lastIn, lastOut, last = in, out, now
 		}
 	}

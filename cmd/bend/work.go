@@ -41,8 +41,7 @@ abandoned: their leases expire and the distributor retries them.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(cmd.Flag("config").Value.String())
 			if err != nil {
-				fmt.Fprintf(stderr, "bend: invalid configuration:\n%v\n", err)
-				return err
+				return fmt.Errorf("invalid configuration:\n%w", err)
 			}
 			log := newLogger(cfg.Log, stderr)
 			applyMemoryLimit(cfg, log)
@@ -57,7 +56,7 @@ abandoned: their leases expire and the distributor retries them.`,
 			defer stop()
 			if err := work(ctx, cfg.Enrich, wc, log); err != nil {
 				log.WithError(err).Error("bend work stopped with an error")
-				return err
+				return loggedError{err}
 			}
 			return nil
 		},

@@ -7,6 +7,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"strings"
 	"time"
@@ -38,6 +39,11 @@ type Config struct {
 	// ShutdownTimeout bounds the drain after SIGINT/SIGTERM before a hard
 	// stop. Default 30s.
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
+	// ShutdownGrace is the lame-duck period at the start of a shutdown:
+	// /readyz answers 503 for this long before intake stops, so load
+	// balancers and orchestrators stop sending first. Skipped when the
+	// admin server is off. Default 2s.
+	ShutdownGrace time.Duration `mapstructure:"shutdown_grace"`
 	// MemoryLimit is the Go runtime's soft memory limit in bytes for `bend
 	// run` and `bend work` (as GOMEMLIMIT): near it the garbage collector
 	// runs more often, so resident memory stays flat when throughput jumps
@@ -52,6 +58,10 @@ type Log struct {
 	Level string `mapstructure:"level"`
 	// Format is text or json. Default text.
 	Format string `mapstructure:"format"`
+	// Progress is auto, on or off: whether `bend run` reports progress
+	// (every progress interval). auto reports only when stderr is a
+	// terminal. With format json the report is a JSON log record. Default auto.
+	Progress string `mapstructure:"progress"`
 }
 
 // Default returns the documented defaults: the embedded broker, the
@@ -64,10 +74,11 @@ func Default() Config {
 		DelayQueue:      delayqueue.DefaultConfig(),
 		Enrich:          enrich.DefaultConfig(),
 		Sink:            sink.DefaultConfig(),
-		Log:             Log{Level: "info", Format: "text"},
+		Log:             Log{Level: "info", Format: "text", Progress: "auto"},
 		Admin:           admin.DefaultConfig(),
 		Progress:        2 * time.Second,
 		ShutdownTimeout: 30 * time.Second,
+		ShutdownGrace:   2 * time.Second,
 	}
 }
 
@@ -83,6 +94,12 @@ func (c Config) Validate() error {
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		errs = append(errs, fmt.Errorf("log.format: want text or json, got %q", c.Log.Format))
 	}
+	if c.Log.Progress != "auto" && c.Log.Progress != "on" && c.Log.Progress != "off" {
+		errs = append(errs, fmt.Errorf("log.progress: want auto, on or off, got %q", c.Log.Progress))
+	}
+	if c.ShutdownGrace < 0 {
+		errs = append(errs, errors.New("shutdown_grace: must not be negative"))
+	}
 	if c.Progress < 0 {
 		errs = append(errs, errors.New("progress: must not be negative"))
 	}
@@ -97,46 +114,67 @@ func (c Config) Validate() error {
 
 // Load reads path (optional: "" reads ./config.yaml if it exists, else only
 // defaults and environment), applies BEND_ environment overrides, and
-// validates. Every problem is reported, each naming its key.
+// validates. Every problem is reported at once, decoding and validation
+// alike, each naming its key, the offending value and where it came from
+// (file and line, or the BEND_ variable); an unknown key names the nearest
+// known one.
 func Load(path string) (Config, error) {
+	cfg, _, err := Check(path)
+	return cfg, err
+}
+
+// Check is Load that also returns warnings: BEND_ environment variables
+// that name no configuration key.
+func Check(path string) (Config, []string, error) {
+	return load(path, os.Environ())
+}
+
+// load is Load with the environment given (to find unknown BEND_ variables;
+// the overrides themselves come from the process environment, as viper reads it).
+func load(path string, environ []string) (Config, []string, error) {
 	cfg := Default()
 	v := viper.New()
 	// Register every key with its default so environment overrides reach
 	// keys the file does not mention.
 	var defaults map[string]any
 	if err := mapstructure.Decode(cfg, &defaults); err != nil {
-		return cfg, fmt.Errorf("encoding defaults: %w", err)
+		return cfg, nil, fmt.Errorf("encoding defaults: %w", err)
 	}
-	for k, val := range flatten("", defaults) {
+	known := flatten("", defaults)
+	for k, val := range known {
 		v.SetDefault(k, val)
 	}
 	v.SetEnvPrefix("BEND")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
-	switch {
-	case path != "":
+	if path == "" {
+		if _, err := os.Stat("config.yaml"); err == nil {
+			path = "config.yaml"
+		}
+	}
+	src := sources{env: envOf(environ)}
+	if path != "" {
 		v.SetConfigFile(path)
 		if err := v.ReadInConfig(); err != nil {
-			return cfg, fmt.Errorf("reading %s: %w", path, err)
+			return cfg, nil, fmt.Errorf("reading %s: %w", path, err)
 		}
-	default:
-		if _, err := os.Stat("config.yaml"); err == nil {
-			v.SetConfigFile("config.yaml")
-			if err := v.ReadInConfig(); err != nil {
-				return cfg, fmt.Errorf("reading config.yaml: %w", err)
-			}
+		if data, err := os.ReadFile(path); err == nil {
+			src.file, src.lines = path, yamlPositions(data)
 		}
 	}
-	if err := v.UnmarshalExact(&cfg, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
-		mapstructure.StringToTimeDurationHookFunc(),
+	var md mapstructure.Metadata
+	decodeErr := v.Unmarshal(&cfg, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
+		durationHook,
 		mapstructure.StringToSliceHookFunc(","),
-	))); err != nil {
-		return cfg, fmt.Errorf("config: %w", err)
-	}
+	)), func(dc *mapstructure.DecoderConfig) { dc.Metadata = &md })
 	if len(cfg.Kafka.Brokers) == 0 {
 		cfg.Kafka.Brokers = nil // "brokers: []" and an absent key mean the same
 	}
-	return cfg, cfg.Validate()
+	keys := maps.Clone(known) // and the keys decoded, such as enrich.enrichers[0].timeout, for suggestions
+	for _, k := range md.Keys {
+		keys[k] = nil
+	}
+	return cfg, unknownEnv(environ, known), report(decodeErr, md.Unused, cfg.Validate(), keys, src)
 }
 
 // flatten turns nested maps into dotted keys.
