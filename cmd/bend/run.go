@@ -194,12 +194,13 @@ func logSummary(log logrus.FieldLogger, reg metrics.Registry, dist *distributor.
 		return 0
 	}
 	f := logrus.Fields{
-		"ran":          ran.Round(time.Second).String(),
-		"ingested":     count("ingest.published"),
-		"consumed":     count("distributor.consumed"),
-		"emitted":      count("sink.emitted"),
-		"dead_letters": count("sink.dead_letters"),
-		"retries":      count("distributor.retries"),
+		"ran":                 ran.Round(time.Second).String(),
+		"ingested":            count("ingest.published"),
+		"consumed":            count("distributor.consumed"),
+		"emitted":             count("sink.emitted"),
+		"dead_letters":        deadLetters(reg),
+		"ingest_dead_letters": count("ingest.dead_letters"),
+		"retries":             count("distributor.retries"),
 	}
 	if err == nil {
 		log.WithFields(f).Info("stopped cleanly")
@@ -207,6 +208,14 @@ func logSummary(log logrus.FieldLogger, reg metrics.Registry, dist *distributor.
 	}
 	f["unacknowledged"] = dist.InFlight()
 	log.WithFields(f).Warn("stopped before the drain finished; unacknowledged records will be redelivered from the committed offsets")
+}
+
+// deadLetters counts the records written to the dead-letter topic: ingest's
+// invalid events (ingest.dead_letters) and the distributor's, through the
+// sink (sink.dead_letters).
+func deadLetters(reg metrics.Registry) int64 {
+	return metrics.GetOrRegisterMeter("sink.dead_letters", reg).Count() +
+		metrics.GetOrRegisterCounter("ingest.dead_letters", reg).Count()
 }
 
 // gaugeValue returns a gauge's value, 0 if it is missing.
@@ -221,7 +230,6 @@ func gaugeValue(reg metrics.Registry, name string) int64 {
 func reportProgress(ctx context.Context, every time.Duration, reg metrics.Registry, dist *distributor.Distributor, w io.Writer) {
 	published := metrics.GetOrRegisterMeter("ingest.published", reg)
 	emitted := metrics.GetOrRegisterMeter("sink.emitted", reg)
-	dead := metrics.GetOrRegisterMeter("sink.dead_letters", reg)
 	parked := reg.Get("delayqueue.len").(metrics.Gauge)
 	tk := time.NewTicker(every)
 	defer tk.Stop()
@@ -235,7 +243,7 @@ func reportProgress(ctx context.Context, every time.Duration, reg metrics.Regist
 			secs := now.Sub(last).Seconds()
 			fmt.Fprintf(w, "%s ingested %7.0f/s  emitted %7.0f/s  lag %7d  in-flight %6d  parked %6d  total in %d out %d dead %d\n",
 				now.Format("15:04:05"), float64(in-lastIn)/secs, float64(out-lastOut)/secs,
-				dist.Lag(), dist.InFlight(), parked.Value(), in, out, dead.Count())
+				dist.Lag(), dist.InFlight(), parked.Value(), in, out, deadLetters(reg))
 			lastIn, lastOut, last = in, out, now
 		}
 	}

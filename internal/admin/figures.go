@@ -61,7 +61,7 @@ type Rates struct {
 	Ingested    float64 `json:"ingested"`     // ingest.published
 	Consumed    float64 `json:"consumed"`     // distributor.consumed
 	Emitted     float64 `json:"emitted"`      // sink.emitted
-	DeadLetters float64 `json:"dead_letters"` // sink.dead_letters
+	DeadLetters float64 `json:"dead_letters"` // sink.dead_letters (the distributor's; ingest's are not in the backlog)
 	Retries     float64 `json:"retries"`      // distributor.retries
 }
 
@@ -70,7 +70,8 @@ type Totals struct {
 	Ingested     int64 `json:"ingested"`
 	Consumed     int64 `json:"consumed"`
 	Emitted      int64 `json:"emitted"`
-	DeadLetters  int64 `json:"dead_letters"`
+	DeadLetters  int64 `json:"dead_letters"`        // sink.dead_letters + ingest.dead_letters: all written to the dead-letter topic
+	IngestDead   int64 `json:"ingest_dead_letters"` // of which ingest.dead_letters (invalid events at the edge)
 	Retries      int64 `json:"retries"`
 	Missing      int64 `json:"missing"`       // distributor.missing
 	EnrichErrors int64 `json:"enrich_errors"` // enrich.*.errors summed
@@ -191,7 +192,8 @@ func fromRegistry(reg metrics.Registry, raw bool) Snapshot {
 			Ingested:    count(reg, "ingest.published"),
 			Consumed:    count(reg, "distributor.consumed"),
 			Emitted:     count(reg, "sink.emitted"),
-			DeadLetters: count(reg, "sink.dead_letters"),
+			DeadLetters: count(reg, "sink.dead_letters") + count(reg, "ingest.dead_letters"),
+			IngestDead:  count(reg, "ingest.dead_letters"),
 			Retries:     count(reg, "distributor.retries"),
 			Missing:     count(reg, "distributor.missing"),
 		},
