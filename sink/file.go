@@ -236,13 +236,13 @@ func (o *writerOutput) flush() error {
 		o.mu.Unlock()
 		o.signal(o.space)
 	}
-	if len(o.out) == 0 && len(o.outPending) == 0 {
-		return nil
-	}
 	if o.reopen {
 		if err := o.reopenFile(); err != nil {
 			return err
 		}
+	}
+	if len(o.out) == 0 && len(o.outPending) == 0 {
+		return nil
 	}
 	if len(o.out) > 0 {
 		n, err := o.w.Write(o.out)

@@ -128,14 +128,18 @@ func TestFileRotationFailureRecovers(t *testing.T) {
 			}
 			var a ackLog
 			const n = 500
-			for i := range n {
-				if err := o.Send(context.Background(), a.record(i)); err != nil {
-					t.Fatal(err)
+			// In two halves, so that records arrive after the failed
+			// rotations too.
+			for half := range 2 {
+				for i := half * n / 2; i < (half+1)*n/2; i++ {
+					if err := o.Send(context.Background(), a.record(i)); err != nil {
+						t.Fatal(err)
+					}
 				}
-			}
-			deadline := time.Now().Add(20 * time.Second)
-			for a.n.Load() < n && time.Now().Before(deadline) {
-				time.Sleep(time.Millisecond)
+				deadline := time.Now().Add(20 * time.Second)
+				for a.n.Load() < int64((half+1)*n/2) && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
+				}
 			}
 			if err := o.Close(); err != nil {
 				t.Errorf("Close: %v", err)
