@@ -56,8 +56,8 @@ type Config struct {
 	// event, at most 10000. Default 64.
 	MaxDepth int `mapstructure:"max_depth"`
 	// MaxBufferedBytes bounds the bytes of events ingest holds between
-	// reading them and Kafka's acknowledgement (HTTP bodies count whole
-	// from before they are read). When it is reached the stream and file
+	// reading them and Kafka's acknowledgement (HTTP bodies count as their
+	// bytes arrive). When it is reached the stream and file
 	// sources stop reading and the HTTP receiver answers 503. Default
 	// 67108864 (64 MiB).
 	MaxBufferedBytes int64 `mapstructure:"max_buffered_bytes"`
@@ -146,6 +146,16 @@ type HTTPConfig struct {
 	// FormatConfig is how the events are read: keys ingest.http.format,
 	// ingest.http.fields.*, ingest.http.non_activity, ingest.http.non_activity_topic.
 	activity.FormatConfig `mapstructure:",squash"`
+	// MinBytesPerSecond is the slowest a body may arrive: every
+	// MinRateWindow must bring at least MinBytesPerSecond*MinRateWindow
+	// bytes, or the request is answered 408 and its connection closed, so
+	// slow clients cannot hold connections and buffer room for long. Time
+	// the receiver spends waiting for buffer room does not count. 0 sets
+	// no minimum. Default 1024.
+	MinBytesPerSecond int64 `mapstructure:"min_bytes_per_second"`
+	// MinRateWindow is the span over which MinBytesPerSecond is measured.
+	// Default 10s.
+	MinRateWindow time.Duration `mapstructure:"min_rate_window"`
 }
 
 // FilesConfig is the "ingest.files" section of config.yaml: NDJSON files
@@ -206,6 +216,9 @@ func DefaultConfig() Config {
 			AckTimeout:   30 * time.Second,
 			ReadTimeout:  30 * time.Second,
 			FormatConfig: activity.DefaultFormatConfig(),
+
+			MinBytesPerSecond: 1024,
+			MinRateWindow:     10 * time.Second,
 		},
 		Files: FilesConfig{Paths: []string{}, Progress: 10 * time.Second, FormatConfig: activity.DefaultFormatConfig()},
 	}
@@ -311,6 +324,12 @@ func (c HTTPConfig) validate(maxBuffered int64) error {
 		bad("read_timeout", "must be positive, got %s", c.ReadTimeout)
 	}
 	errs = append(errs, c.FormatConfig.Validate("ingest.http"))
+	if c.MinBytesPerSecond < 0 {
+		bad("min_bytes_per_second", "must not be negative, got %d", c.MinBytesPerSecond)
+	}
+	if c.MinBytesPerSecond > 0 && c.MinRateWindow < time.Second {
+		bad("min_rate_window", "must be at least 1s when ingest.http.min_bytes_per_second is set, got %s", c.MinRateWindow)
+	}
 	return errors.Join(errs...)
 }
 

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log"
 	"math"
 	"net"
@@ -15,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -39,10 +39,14 @@ const maxListed = 100
 //	     NDJSON or one JSON array (nothing published)
 //	401  missing or wrong bearer token
 //	405  not a POST; 404 another path
-//	413  body over max_body_bytes, or events over ingest.max_event_bytes
-//	     (named; nothing published)
+//	408  the body arrived under min_bytes_per_second (over min_rate_window)
+//	     or not within read_timeout; the connection is closed
+//	413  body over max_body_bytes (decompressed, for gzip), or events over
+//	     ingest.max_event_bytes (named; nothing published)
+//	415  a Content-Encoding other than gzip or identity
 //	503  with Retry-After: ingest's buffer stayed full for admit_wait
-//	     (nothing published), Kafka did not acknowledge within ack_timeout
+//	     (nothing published; the answer says whether uploads still being
+//	     received or Kafka's acknowledgements hold it), Kafka did not acknowledge within ack_timeout
 //	     (some events may be in Kafka: a resend may duplicate them), or
 //	     ingest is stopping
 type httpSource struct {
@@ -56,8 +60,14 @@ type httpSource struct {
 	chunk int64 // records reserved at a time
 	check *checker
 
-	requests                                       metrics.Meter
-	throttled, unauthorized, tooLarge, badRequests metrics.Counter
+	requests                                                metrics.Meter
+	throttled, unauthorized, tooLarge, badRequests, tooSlow metrics.Counter
+
+	reading atomic.Int64 // body bytes held by requests still being received
+	uploads atomic.Int64 // requests whose body is being received
+
+	quietMu sync.Mutex
+	quiet   logEvery // rejections logged at most once per rejectLogEvery
 
 	mu       sync.Mutex
 	stopping bool
@@ -87,6 +97,7 @@ func newHTTPSource(cfg HTTPConfig, in *Ingest) (*httpSource, error) {
 		unauthorized: metrics.GetOrRegisterCounter(metricnames.IngestHTTPUnauth, reg),
 		tooLarge:     metrics.GetOrRegisterCounter(metricnames.IngestHTTPTooLarge, reg),
 		badRequests:  metrics.GetOrRegisterCounter(metricnames.IngestHTTPBadRequests, reg),
+		tooSlow:      metrics.GetOrRegisterCounter(metricnames.IngestHTTPTooSlow, reg),
 	}
 	h.srv = &http.Server{
 		Handler:           h,
@@ -190,10 +201,12 @@ func (h *httpSource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusMethodNotAllowed, answer{Error: "POST NDJSON or a JSON array of events"})
 	case !h.authorized(r):
 		h.unauthorized.Inc(1)
+		h.reject(r, http.StatusUnauthorized, "missing or invalid bearer token", nil)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="bend"`)
 		reply(w, http.StatusUnauthorized, answer{Error: "missing or invalid bearer token"})
 	case r.ContentLength > h.cfg.MaxBodyBytes:
 		h.tooLarge.Inc(1)
+		h.reject(r, http.StatusRequestEntityTooLarge, "declared body over ingest.http.max_body_bytes", nil)
 		reply(w, http.StatusRequestEntityTooLarge, answer{Error: fmt.Sprintf(
 			"body of %d bytes is over the limit of %d (ingest.http.max_body_bytes)", r.ContentLength, h.cfg.MaxBodyBytes)})
 	default:
@@ -216,41 +229,50 @@ func (h *httpSource) authorized(r *http.Request) bool {
 // serve handles an authorized POST of acceptable length.
 func (h *httpSource) serve(w http.ResponseWriter, r *http.Request) {
 	in := h.in
-	// Take room for the whole body before reading it, so that bodies being
-	// read count against ingest.max_buffered_bytes too. The room is held
-	// until Kafka acknowledged every record (their values point into body).
-	held := r.ContentLength
-	if held < 0 {
-		held = h.cfg.MaxBodyBytes
-	}
-	actx, cancel := context.WithTimeout(r.Context(), h.cfg.AdmitWait)
-	err := in.reserve(actx, 0, held)
-	cancel()
-	if err != nil {
-		if r.Context().Err() == nil {
-			h.throttle(w, answer{Error: "ingest is saturated (Kafka is slow or down); retry later"})
-		}
+	gz, ok := contentEncoding(r)
+	if !ok {
+		h.reject(r, http.StatusUnsupportedMediaType, "unsupported Content-Encoding", nil)
+		reply(w, http.StatusUnsupportedMediaType, answer{Error: fmt.Sprintf(
+			"Content-Encoding %q is not supported; send the body as is or gzip-compressed", r.Header.Get("Content-Encoding"))})
 		return
 	}
+	// The body's bytes take room in ingest's buffer as they arrive, so that
+	// a declared Content-Length holds nothing and a slow upload holds only
+	// what it sent (at most max_body_bytes: one request per connection).
+	// The room is held until Kafka acknowledged every record (their values
+	// point into body).
+	body, held, err := h.readBody(w, r, gz)
 	releaseBody := func() { in.release(0, held) }
-
-	body, err := readBody(w, r, h.cfg.MaxBodyBytes)
 	if err != nil {
 		releaseBody()
 		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
+		var slow *slowBodyError
+		switch {
+		case errors.Is(err, errSaturated):
+			if r.Context().Err() == nil {
+				h.throttle(w, answer{Error: h.saturated()})
+			}
+		case errors.As(err, &tooBig):
 			h.tooLarge.Inc(1)
-			reply(w, http.StatusRequestEntityTooLarge, answer{Error: fmt.Sprintf(
-				"body is over the limit of %d bytes (ingest.http.max_body_bytes)", h.cfg.MaxBodyBytes)})
-			return
+			what := "body"
+			if gz {
+				what = "decompressed body"
+			}
+			msg := fmt.Sprintf("%s is over the limit of %d bytes (ingest.http.max_body_bytes)", what, h.cfg.MaxBodyBytes)
+			h.reject(r, http.StatusRequestEntityTooLarge, msg, nil)
+			reply(w, http.StatusRequestEntityTooLarge, answer{Error: msg})
+		case errors.As(err, &slow):
+			h.tooSlow.Inc(1)
+			h.reject(r, http.StatusRequestTimeout, slow.Error(), nil)
+			w.Header().Set("Connection", "close")
+			reply(w, http.StatusRequestTimeout, answer{Error: slow.Error()})
+		default:
+			h.badRequests.Inc(1)
+			h.reject(r, http.StatusBadRequest, "reading the body: "+err.Error(), nil)
+			reply(w, http.StatusBadRequest, answer{Error: "reading the body: " + err.Error()})
 		}
-		h.badRequests.Inc(1)
-		reply(w, http.StatusBadRequest, answer{Error: "reading the body: " + err.Error()})
 		return
 	}
-	h.m.bytes.Inc(int64(len(body)))
-	in.release(0, held-int64(len(body)))
-	held = int64(len(body))
 
 	items, array, err := h.parse(body)
 	if err != nil || len(items) == 0 {
@@ -259,6 +281,7 @@ func (h *httpSource) serve(w http.ResponseWriter, r *http.Request) {
 		if err == nil {
 			err = errors.New("no events")
 		}
+		h.reject(r, http.StatusBadRequest, "body: "+err.Error(), nil)
 		reply(w, http.StatusBadRequest, answer{Error: "body: " + err.Error()})
 		return
 	}
@@ -291,6 +314,7 @@ func (h *httpSource) serve(w http.ResponseWriter, r *http.Request) {
 		} else {
 			h.badRequests.Inc(1)
 		}
+		h.reject(r, status, a.Error, bad)
 		a.Invalid, a.Unlisted = listed(bad)
 		reply(w, status, a)
 		return
@@ -302,7 +326,7 @@ func (h *httpSource) serve(w http.ResponseWriter, r *http.Request) {
 	acks.seal()
 	if err != nil {
 		if r.Context().Err() == nil {
-			msg := "ingest is saturated (Kafka is slow or down); retry later"
+			msg := h.saturated()
 			if sent > 0 {
 				msg = fmt.Sprintf("Kafka is too slow: %d of %d events were sent and may be written; a resend may duplicate them", sent, len(items))
 			}
@@ -326,6 +350,7 @@ func (h *httpSource) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	h.badRequests.Inc(1)
 	a.Error = fmt.Sprintf("%d of %d events invalid: dead-lettered; the others were accepted (do not resend)", len(bad), len(items))
+	h.reject(r, http.StatusBadRequest, a.Error, bad)
 	a.Invalid, a.Unlisted = listed(bad)
 	reply(w, http.StatusBadRequest, a)
 }
@@ -372,9 +397,11 @@ func (h *httpSource) publish(ctx context.Context, items []item, acks *acks, dead
 }
 
 // parse splits body into events, a JSON array if it starts with '[' (array
-// is then true), else NDJSON, and checks each. It fails only if body is
+// is then true), else NDJSON, and checks each. A UTF-8 byte order mark
+// before the body is dropped. It fails only if body is
 // neither.
 func (h *httpSource) parse(body []byte) (items []item, array bool, err error) {
+	body = trimBOM(body)
 	var check func(n int, v []byte)
 	check = func(n int, v []byte) {
 		it := item{n: n, value: v}
@@ -408,18 +435,6 @@ func (h *httpSource) parse(body []byte) (items []item, array bool, err error) {
 		check(n, line)
 	}
 	return items, false, nil
-}
-
-// readBody reads the whole body, failing with *http.MaxBytesError beyond
-// limit bytes.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	rd := http.MaxBytesReader(w, r.Body, limit)
-	if r.ContentLength >= 0 {
-		b := make([]byte, r.ContentLength)
-		_, err := io.ReadFull(rd, b)
-		return b, err
-	}
-	return io.ReadAll(rd)
 }
 
 // listed returns the invalid events to name in an answer, and how many are

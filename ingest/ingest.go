@@ -10,7 +10,8 @@
 //   - stream: a client reading a long-lived chunked NDJSON response, with
 //     reconnection (exponential backoff with jitter);
 //   - http: a receiver of POSTed NDJSON or JSON arrays, with bearer-token
-//     auth, size limits (413), per-line errors (400) and 503 + Retry-After
+//     auth, size limits (413), gzip bodies (other encodings 415), a minimum
+//     transfer rate (408), per-line errors (400) and 503 + Retry-After
 //     when ingest is saturated;
 //   - files: NDJSON files (".gz" too) and standard input, replayed once.
 //
@@ -58,6 +59,7 @@
 //	ingest.http.unauthorized         counter of 401 answers
 //	ingest.http.too_large            counter of 413 answers
 //	ingest.http.bad_requests         counter of 400 answers
+//	ingest.http.too_slow             counter of 408 answers (body under min_bytes_per_second, or past read_timeout)
 //	ingest.files.done                counter of files replayed to the end
 //	ingest.<source>.non_activity     counter of non-activity events written (pass, topic)
 //	ingest.<source>.non_activity_dropped  counter of non-activity events dropped

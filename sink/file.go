@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/bendstream/bend/internal/metricnames"
@@ -68,21 +69,37 @@ func (c FileConfig) Validate() error {
 // writerOutput appends NDJSON lines to a buffer that a flusher writes out,
 // acknowledging the records after each successful write (and fsync, if
 // configured). A failed write is retried with backoff until it succeeds;
-// meanwhile Send blocks once the buffer is full, which stops intake.
+// meanwhile Send blocks once the buffer is full, which stops intake. A
+// broken pipe (the reader of stdout went away) is final: the records not
+// written are nacked, so they are redelivered, and Send fails from then on.
+//
+// The buffer is double: the flusher takes what Send appended and writes it
+// without holding mu, so a slow write or fsync never blocks Send (and so
+// the sink's other outputs) until the second buffer is full too.
 type writerOutput struct {
 	cfg  FileConfig
+	name string // the path, or "stdout"
 	log  logrus.FieldLogger
 	errs metrics.Counter
+	open func(path string) (*os.File, int64, error) // openAppend; tests inject failures
+	sync func(*os.File) error                       // (*os.File).Sync; tests inject slowness
 
 	mu      sync.Mutex
-	w       io.Writer
-	f       *os.File // the file output's file; nil for stdout
-	opened  time.Time
-	size    int64
 	buf     []byte
 	pending []*Record
-	space   chan struct{} // signalled after a successful flush
+	broken  error         // set once the output can never be written again
+	dead    chan struct{} // closed when broken is set
+	space   chan struct{} // signalled when the flusher took the buffer
 	kick    chan struct{} // asks the flusher to flush now
+
+	// Owned by the flusher (and by Close once the flusher stopped).
+	w          io.Writer
+	f          *os.File // the file output's file; nil for stdout, or while it must be reopened
+	reopen     bool     // a rotation closed f and has not opened the new file yet
+	opened     time.Time
+	size       int64
+	out        []byte    // taken from buf, not yet written
+	outPending []*Record // records of out
 
 	stop chan struct{}
 	done chan struct{}
@@ -116,19 +133,29 @@ func newStdoutOutput(cfg FileConfig, log logrus.FieldLogger, reg metrics.Registr
 }
 
 func newWriterOutput(w io.Writer, f *os.File, cfg FileConfig, log logrus.FieldLogger, reg metrics.Registry) *writerOutput {
-	o := &writerOutput{cfg: cfg, log: log, errs: metrics.GetOrRegisterCounter(metricnames.SinkFileWriteErrs, reg),
-		w: w, f: f, opened: time.Now(), buf: make([]byte, 0, cfg.BufferBytes),
-		space: make(chan struct{}, 1), kick: make(chan struct{}, 1),
+	name := "stdout"
+	if f != nil {
+		name = f.Name()
+	}
+	o := &writerOutput{cfg: cfg, name: name, log: log, errs: metrics.GetOrRegisterCounter(metricnames.SinkFileWriteErrs, reg),
+		open: openAppend, sync: (*os.File).Sync,
+		w: w, f: f, opened: time.Now(), buf: make([]byte, 0, cfg.BufferBytes), out: make([]byte, 0, cfg.BufferBytes),
+		dead: make(chan struct{}), space: make(chan struct{}, 1), kick: make(chan struct{}, 1),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go o.flusher()
 	return o
 }
 
 // Send appends r's value and a newline. It blocks while the buffer is full
-// and cannot be written out; if ctx ends first it returns ctx.Err().
+// and cannot be written out; if ctx ends first it returns ctx.Err(). Once
+// the output is broken it returns that error.
 func (o *writerOutput) Send(ctx context.Context, r *Record) error {
 	for {
 		o.mu.Lock()
+		if err := o.broken; err != nil {
+			o.mu.Unlock()
+			return err
+		}
 		if len(o.buf) == 0 || len(o.buf)+len(r.Value)+1 <= o.cfg.BufferBytes {
 			o.buf = append(o.buf, r.Value...)
 			o.buf = append(o.buf, '\n')
@@ -144,6 +171,7 @@ func (o *writerOutput) Send(ctx context.Context, r *Record) error {
 		o.signal(o.kick)
 		select {
 		case <-o.space:
+		case <-o.dead:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -171,6 +199,9 @@ func (o *writerOutput) flusher() {
 		}
 		wait := o.cfg.FlushInterval
 		if err := o.flush(); err != nil {
+			if o.isBroken() {
+				return
+			}
 			o.errs.Inc(1)
 			o.log.WithError(err).Warnf("sink output write failed; retrying in %s (intake stops while the buffer is full)", backoff)
 			wait, backoff = backoff, min(2*backoff, 10*time.Second)
@@ -187,46 +218,89 @@ func (o *writerOutput) flusher() {
 	}
 }
 
-// flush writes the buffer out, acknowledges what it held, and rotates the
-// file if it is due. On error the unwritten rest stays buffered.
-func (o *writerOutput) flush() error {
+func (o *writerOutput) isBroken() bool {
 	o.mu.Lock()
-	if len(o.buf) == 0 && len(o.pending) == 0 {
+	defer o.mu.Unlock()
+	return o.broken != nil
+}
+
+// flush writes out what the flusher holds, or else takes Send's buffer and
+// writes that, acknowledges the records written, and rotates the file if it
+// is due. mu is held only to take the buffer, never across I/O. On error the
+// unwritten rest stays held for the next flush. Only the flusher calls it
+// (and Close, after the flusher stopped).
+func (o *writerOutput) flush() error {
+	if len(o.out) == 0 && len(o.outPending) == 0 {
+		o.mu.Lock()
+		o.out, o.buf = o.buf, o.out[:0]
+		o.outPending, o.pending = o.pending, o.outPending[:0]
 		o.mu.Unlock()
+		o.signal(o.space)
+	}
+	if o.reopen {
+		if err := o.reopenFile(); err != nil {
+			return err
+		}
+	}
+	if len(o.out) == 0 && len(o.outPending) == 0 {
 		return nil
 	}
-	if len(o.buf) > 0 {
-		n, err := o.w.Write(o.buf)
+	if len(o.out) > 0 {
+		n, err := o.w.Write(o.out)
 		o.size += int64(n)
-		if err == nil && n < len(o.buf) {
+		if err == nil && n < len(o.out) {
 			err = io.ErrShortWrite
 		}
 		// Keep what was not written; its records stay pending.
-		o.buf = append(o.buf[:0], o.buf[n:]...)
+		o.out = o.out[:copy(o.out, o.out[n:])]
+		if errors.Is(err, syscall.EPIPE) {
+			return o.fail(err)
+		}
 		if err != nil {
-			o.mu.Unlock()
 			return err
 		}
 	}
 	if o.f != nil && o.cfg.Fsync {
-		if err := o.f.Sync(); err != nil {
-			o.mu.Unlock()
+		if err := o.sync(o.f); err != nil {
 			return fmt.Errorf("fsync: %w", err)
 		}
 	}
-	acked := o.pending
-	o.pending = nil
-	rotErr := o.rotateLocked()
-	o.mu.Unlock()
-	for _, r := range acked {
+	for i, r := range o.outPending {
 		r.done(nil)
+		o.outPending[i] = nil
 	}
-	o.signal(o.space)
-	return rotErr
+	o.outPending = o.outPending[:0]
+	return o.rotate()
 }
 
-// rotateLocked starts a new file when the current one is due.
-func (o *writerOutput) rotateLocked() error {
+// fail marks the output broken by err: it nacks every record not written
+// and makes Send fail from now on.
+func (o *writerOutput) fail(err error) error {
+	err = fmt.Errorf("sink output %s: %w: its reader went away; the records not written are not acknowledged and will be redelivered", o.name, err)
+	o.mu.Lock()
+	if o.broken == nil {
+		o.broken = err
+		close(o.dead)
+	}
+	left := o.pending
+	o.pending, o.buf = nil, o.buf[:0]
+	o.mu.Unlock()
+	n := len(o.outPending) + len(left)
+	for _, r := range o.outPending {
+		r.done(err)
+	}
+	for _, r := range left {
+		r.done(err)
+	}
+	o.out, o.outPending = o.out[:0], nil
+	o.log.WithError(err).WithField("unwritten", n).Error("sink output broken; stopping")
+	return err
+}
+
+// rotate starts a new file when the current one is due. Once it closed the
+// current file, a failure leaves reopen set, so that the next flush opens
+// the file again (appending) and nothing is lost.
+func (o *writerOutput) rotate() error {
 	if o.f == nil {
 		return nil
 	}
@@ -236,18 +310,25 @@ func (o *writerOutput) rotateLocked() error {
 		return nil
 	}
 	path := o.f.Name()
-	if err := o.f.Close(); err != nil {
+	err := o.f.Close()
+	o.f, o.w, o.reopen = nil, nil, true
+	if err != nil {
 		return fmt.Errorf("closing %s for rotation: %w", path, err)
 	}
 	rotated := path + "." + time.Now().UTC().Format("20060102T150405.000000000")
 	if err := os.Rename(path, rotated); err != nil {
 		return fmt.Errorf("rotating %s: %w", path, err)
 	}
-	f, size, err := openAppend(path)
+	return o.reopenFile()
+}
+
+// reopenFile opens the file output's path after a rotation closed it.
+func (o *writerOutput) reopenFile() error {
+	f, size, err := o.open(o.name)
 	if err != nil {
-		return fmt.Errorf("reopening %s: %w", path, err)
+		return fmt.Errorf("reopening %s: %w", o.name, err)
 	}
-	o.f, o.w, o.size, o.opened = f, f, size, time.Now()
+	o.f, o.w, o.size, o.opened, o.reopen = f, f, size, time.Now(), false
 	return nil
 }
 
@@ -261,20 +342,29 @@ func (o *writerOutput) Close() error {
 	var err error
 	for range 10 {
 		if err = o.flush(); err == nil {
+			// What Send appended meanwhile, if anything.
+			if err = o.flush(); err == nil {
+				break
+			}
+		}
+		if o.isBroken() {
 			break
 		}
 		time.Sleep(backoff)
 		backoff = min(2*backoff, 2*time.Second)
 	}
 	o.mu.Lock()
-	left := o.pending
-	o.pending = nil
+	left := append(o.outPending, o.pending...)
+	o.pending, o.outPending = nil, nil
 	o.mu.Unlock()
 	for _, r := range left {
 		r.done(fmt.Errorf("sink output closed before the record was written: %w", err))
 	}
 	if o.f != nil {
 		err = errors.Join(err, o.f.Close())
+	}
+	if o.isBroken() {
+		return nil // logged once, by fail; Send reported it
 	}
 	return err
 }

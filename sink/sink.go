@@ -13,6 +13,7 @@
 //	sink.failed          counter of records nacked (only at a forced stop)
 //	sink.kafka.retries   counter of Kafka produce retries
 //	sink.kafka.txn_commits, sink.kafka.txn_aborts  exactly-once transactions
+//	sink.kafka.txn_produce_errors  counter of records a transaction failed to write (logged once per transaction)
 //	sink.file.write_errors  counter of failed file/stdout writes (retried)
 //	sink.webhook.posts, sink.webhook.retries       webhook batches
 //	sink.latency         histogram of ingest-to-emit latency in microseconds

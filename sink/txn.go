@@ -47,6 +47,8 @@ type txnOutput struct {
 	log      logrus.FieldLogger
 	commits  metrics.Timer
 	aborts   metrics.Counter
+	perrs    metrics.Counter // sink.kafka.txn_produce_errors
+	tally    produceErrors   // this transaction's failed records, logged once with it
 
 	in   chan *Record
 	done chan struct{}
@@ -69,14 +71,9 @@ func newTxnOutput(cfg KafkaConfig, brokers []string, sc *sarama.Config, topic, d
 	o := &txnOutput{p: p, cfg: cfg, topic: topic, dlqTopic: dlqTopic, log: log,
 		commits: metrics.GetOrRegisterTimer(metricnames.SinkTxnCommits, reg),
 		aborts:  metrics.GetOrRegisterCounter(metricnames.SinkTxnAborts, reg),
+		perrs:   metrics.GetOrRegisterCounter(metricnames.SinkTxnProduceErrs, reg),
 		in:      make(chan *Record, cfg.TxnMaxRecords), done: make(chan struct{})}
-	go func() {
-		// A record that fails puts the transaction in error; CommitTxn
-		// reports it, so here it is only logged.
-		for pe := range p.Errors() {
-			log.WithError(pe.Err).WithField("topic", pe.Msg.Topic).Warn("transactional produce failed; the transaction will be retried")
-		}
-	}()
+	go o.drainErrors(p.Errors())
 	go o.loop()
 	return o, nil
 }
@@ -178,6 +175,7 @@ func (o *txnOutput) commit(batch []*Record) error {
 	for attempt := 1; attempt <= 5; attempt++ {
 		start := time.Now()
 		if err = o.try(batch); err == nil {
+			o.tally.take()
 			o.commits.UpdateSince(start)
 			for _, r := range batch {
 				r.done(nil)
@@ -198,17 +196,69 @@ func (o *txnOutput) commit(batch []*Record) error {
 		if errors.Is(err, sarama.ErrIllegalGeneration) || errors.Is(err, sarama.ErrUnknownMemberId) || errors.Is(err, sarama.ErrFencedInstancedId) {
 			// A rebalance fenced this generation: its records will be
 			// redelivered to the partitions' new owners.
-			o.log.WithError(err).Warn("transaction fenced by a rebalance; its records will be redelivered")
+			o.failed(batch, attempt, err).Warn("transaction fenced by a rebalance; its records will be redelivered")
 			for _, r := range batch {
 				r.done(fmt.Errorf("transaction fenced: %w", err))
 			}
 			return nil
 		}
-		o.log.WithError(err).Warnf("transaction failed (attempt %d), retrying in %s", attempt, backoff)
+		o.failed(batch, attempt, err).Warnf("transaction failed (attempt %d), retrying in %s", attempt, backoff)
 		time.Sleep(backoff)
 		backoff = min(2*backoff, 10*time.Second)
 	}
 	return fmt.Errorf("%w: %w", ErrTxnFailed, err)
+}
+
+// drainErrors counts the records the producer failed to write. A failed
+// record puts the transaction in error and CommitTxn reports it, so they
+// are logged once per transaction (see failed), not once per record: a
+// rebalance can fail thousands at once.
+func (o *txnOutput) drainErrors(errs <-chan *sarama.ProducerError) {
+	for pe := range errs {
+		o.perrs.Inc(1)
+		o.tally.add(pe)
+	}
+}
+
+// failed returns the log entry of a failed transaction of batch: its
+// records, and how many of them the producer failed to write, on which
+// topics, with the first error.
+func (o *txnOutput) failed(batch []*Record, attempt int, err error) *logrus.Entry {
+	f := logrus.Fields{"records": len(batch), "attempt": attempt}
+	if n, first, topics := o.tally.take(); n > 0 {
+		f["produce_errors"], f["first_produce_error"], f["topics"] = n, first.Error(), topics
+	}
+	return o.log.WithError(err).WithFields(f)
+}
+
+// produceErrors tallies failed records between two transactions. Safe for
+// concurrent use.
+type produceErrors struct {
+	mu     sync.Mutex
+	n      int
+	first  error
+	topics map[string]int
+}
+
+func (p *produceErrors) add(pe *sarama.ProducerError) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n == 0 {
+		p.first, p.topics = pe.Err, map[string]int{}
+	}
+	p.n++
+	if pe.Msg != nil {
+		p.topics[pe.Msg.Topic]++
+	}
+}
+
+// take returns the tally and resets it.
+func (p *produceErrors) take() (n int, first error, topics map[string]int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n, first, topics = p.n, p.first, p.topics
+	p.n, p.first, p.topics = 0, nil, nil
+	return n, first, topics
 }
 
 func (o *txnOutput) try(batch []*Record) error {

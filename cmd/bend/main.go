@@ -96,6 +96,12 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 			sigs := make(chan os.Signal, 2)
 			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 			defer signal.Stop(sigs)
+			// With SIGPIPE handled, a write to a closed stdout pipe
+			// (`bend run | head`) returns EPIPE, which the stdout sink
+			// reports and stops on, instead of the runtime killing bend.
+			pipe := make(chan os.Signal, 1)
+			signal.Notify(pipe, syscall.SIGPIPE)
+			defer signal.Stop(pipe)
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)

@@ -271,12 +271,13 @@ func logSummary(log logrus.FieldLogger, reg metrics.Registry, dist *distributor.
 		return 0
 	}
 	f := logrus.Fields{
-		"ran":          ran.Round(time.Second).String(),
-		"ingested":     count(metricnames.IngestPublished),
-		"consumed":     count(metricnames.DistributorConsumed),
-		"emitted":      count(metricnames.SinkEmitted),
-		"dead_letters": count(metricnames.SinkDeadLetters),
-		"retries":      count(metricnames.DistributorRetries),
+		"ran":                 ran.Round(time.Second).String(),
+		"ingested":            count(metricnames.IngestPublished),
+		"consumed":            count(metricnames.DistributorConsumed),
+		"emitted":             count(metricnames.SinkEmitted),
+		"dead_letters":        deadLetters(reg),
+		"ingest_dead_letters": count(metricnames.IngestDeadLetters),
+		"retries":             count(metricnames.DistributorRetries),
 	}
 	if err == nil {
 		log.WithFields(f).Info("stopped cleanly")
@@ -284,6 +285,14 @@ func logSummary(log logrus.FieldLogger, reg metrics.Registry, dist *distributor.
 	}
 	f["unacknowledged"] = dist.InFlight()
 	log.WithFields(f).Warn("stopped before the drain finished; unacknowledged records will be redelivered from the committed offsets")
+}
+
+// deadLetters counts the records written to the dead-letter topic: ingest's
+// invalid events (ingest.dead_letters) and the distributor's, through the
+// sink (sink.dead_letters).
+func deadLetters(reg metrics.Registry) int64 {
+	return metrics.GetOrRegisterMeter(metricnames.SinkDeadLetters, reg).Count() +
+		metrics.GetOrRegisterCounter(metricnames.IngestDeadLetters, reg).Count()
 }
 
 // gaugeValue returns a gauge's value, 0 if it is missing.
@@ -298,7 +307,6 @@ func gaugeValue(reg metrics.Registry, name string) int64 {
 func reportProgress(ctx context.Context, every time.Duration, reg metrics.Registry, dist *distributor.Distributor, emit func(progressReport)) {
 	published := metrics.GetOrRegisterMeter(metricnames.IngestPublished, reg)
 	emitted := metrics.GetOrRegisterMeter(metricnames.SinkEmitted, reg)
-	dead := metrics.GetOrRegisterMeter(metricnames.SinkDeadLetters, reg)
 	parked := reg.Get(metricnames.DelayQueueLen).(metrics.Gauge)
 	tk := time.NewTicker(every)
 	defer tk.Stop()
@@ -311,7 +319,7 @@ func reportProgress(ctx context.Context, every time.Duration, reg metrics.Regist
 			in, out := published.Count(), emitted.Count()
 			secs := now.Sub(last).Seconds()
 			emit(progressReport{at: now, inRate: float64(in-lastIn) / secs, outRate: float64(out-lastOut) / secs,
-				lag: dist.Lag(), inFlight: dist.InFlight(), parked: parked.Value(), in: in, out: out, dead: dead.Count()})
+				lag: dist.Lag(), inFlight: dist.InFlight(), parked: parked.Value(), in: in, out: out, dead: deadLetters(reg)})
 			lastIn, lastOut, last = in, out, now
 		}
 	}

@@ -107,8 +107,8 @@ func printStatus(w io.Writer, url string, s admin.Snapshot) {
 			fmtSeconds(q.P50), fmtSeconds(q.P95), fmtSeconds(q.P99), fmtSeconds(q.Max))
 	}
 	t := s.Totals
-	fmt.Fprintf(tw, "totals\tingested %d\temitted %d\tdead letters %d\tretries %d\tmissing %d\n",
-		t.Ingested, t.Emitted, t.DeadLetters, t.Retries, t.Missing)
+	fmt.Fprintf(tw, "totals\tingested %d\temitted %d\tdead letters %d (at ingest %d)\tretries %d\tmissing %d\n",
+		t.Ingested, t.Emitted, t.DeadLetters, t.IngestDead, t.Retries, t.Missing)
 	_ = tw.Flush()
 
 	fmt.Fprintln(w)

@@ -62,7 +62,7 @@ type Rates struct {
 	Ingested    float64 `json:"ingested"`     // ingest.published
 	Consumed    float64 `json:"consumed"`     // distributor.consumed
 	Emitted     float64 `json:"emitted"`      // sink.emitted
-	DeadLetters float64 `json:"dead_letters"` // sink.dead_letters
+	DeadLetters float64 `json:"dead_letters"` // sink.dead_letters (the distributor's; ingest's are not in the backlog)
 	Retries     float64 `json:"retries"`      // distributor.retries
 }
 
@@ -71,7 +71,8 @@ type Totals struct {
 	Ingested     int64 `json:"ingested"`
 	Consumed     int64 `json:"consumed"`
 	Emitted      int64 `json:"emitted"`
-	DeadLetters  int64 `json:"dead_letters"`
+	DeadLetters  int64 `json:"dead_letters"`        // sink.dead_letters + ingest.dead_letters: all written to the dead-letter topic
+	IngestDead   int64 `json:"ingest_dead_letters"` // of which ingest.dead_letters (invalid events at the edge)
 	Retries      int64 `json:"retries"`
 	Missing      int64 `json:"missing"`       // distributor.missing
 	EnrichErrors int64 `json:"enrich_errors"` // enrich.*.errors summed
@@ -192,7 +193,8 @@ func fromRegistry(reg metrics.Registry, raw bool) Snapshot {
 			Ingested:    count(reg, metricnames.IngestPublished),
 			Consumed:    count(reg, metricnames.DistributorConsumed),
 			Emitted:     count(reg, metricnames.SinkEmitted),
-			DeadLetters: count(reg, metricnames.SinkDeadLetters),
+			DeadLetters: count(reg, metricnames.SinkDeadLetters) + count(reg, metricnames.IngestDeadLetters),
+			IngestDead:  count(reg, metricnames.IngestDeadLetters),
 			Retries:     count(reg, metricnames.DistributorRetries),
 			Missing:     count(reg, metricnames.DistributorMissing),
 		},

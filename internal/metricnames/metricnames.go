@@ -42,6 +42,7 @@ const (
 	IngestHTTPUnauth      = "ingest.http.unauthorized"
 	IngestHTTPTooLarge    = "ingest.http.too_large"
 	IngestHTTPBadRequests = "ingest.http.bad_requests"
+	IngestHTTPTooSlow     = "ingest.http.too_slow"
 	IngestFilesDone       = "ingest.files.done"
 )
 
@@ -141,6 +142,7 @@ const (
 	SinkKafkaRetries   = "sink.kafka.retries"
 	SinkTxnCommits     = "sink.kafka.txn_commits"
 	SinkTxnAborts      = "sink.kafka.txn_aborts"
+	SinkTxnProduceErrs = "sink.kafka.txn_produce_errors"
 	SinkFileWriteErrs  = "sink.file.write_errors"
 	SinkWebhookPosts   = "sink.webhook.posts"
 	SinkWebhookRetries = "sink.webhook.retries"
@@ -204,6 +206,7 @@ func Table() []Entry {
 		{IngestHTTPUnauth, Counter, "HTTP receiver answers 401."},
 		{IngestHTTPTooLarge, Counter, "HTTP receiver answers 413."},
 		{IngestHTTPBadRequests, Counter, "HTTP receiver answers 400."},
+		{IngestHTTPTooSlow, Counter, "HTTP request bodies cut with 408 for arriving slower than ingest.http.min_bytes_per_second."},
 		{IngestFilesDone, Counter, "Files replayed to the end by the files source."},
 
 		{DistributorConsumed, Meter, "Records read from the input topic."},
@@ -255,6 +258,7 @@ func Table() []Entry {
 		{SinkKafkaRetries, Counter, "Re-sends of batches Kafka refused (sink producer)."},
 		{SinkTxnCommits, Timer, "Exactly-once transaction commits and their duration."},
 		{SinkTxnAborts, Counter, "Exactly-once transactions aborted."},
+		{SinkTxnProduceErrs, Counter, "Records the transactional producer failed to write (each failure aborts and retries its transaction)."},
 		{SinkFileWriteErrs, Counter, "Failed file or stdout writes (retried)."},
 		{SinkWebhookPosts, Timer, "Webhook batches posted and their duration."},
 		{SinkWebhookRetries, Counter, "Webhook posts retried."},

@@ -41,12 +41,16 @@ func (e *LineError) Error() string {
 // Unwrap returns Err.
 func (e *LineError) Unwrap() error { return e.Err }
 
+// bom is the UTF-8 byte order mark.
+var bom = []byte{0xEF, 0xBB, 0xBF}
+
 // readBuffer is the size of Reader's read buffer.
 const readBuffer = 64 << 10
 
 // Reader reads the lines of newline-delimited JSON from an io.Reader. Lines
 // end in "\n" or "\r\n"; blank lines (only spaces, tabs and "\r") are
-// skipped but counted. Reader is not safe for concurrent use.
+// skipped but counted. A UTF-8 byte order mark at the start of the input is
+// dropped. Reader is not safe for concurrent use.
 type Reader struct {
 	br   *bufio.Reader
 	max  int
@@ -94,6 +98,10 @@ func (r *Reader) Next() (line []byte, n int, err error) {
 			return nil, r.line, err
 		}
 		r.line++
+		if r.line == 1 && bytes.HasPrefix(line, bom) {
+			// A byte order mark before the first line is not part of it.
+			line, size = line[len(bom):], size-int64(len(bom))
+		}
 		if size > int64(r.max) {
 			return line[:r.max], r.line, &LineError{Line: r.line, Size: size, Err: ErrLineTooLong}
 		}

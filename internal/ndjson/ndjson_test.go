@@ -227,3 +227,35 @@ func FuzzSplitArray(f *testing.F) {
 		}
 	})
 }
+
+// TestReaderDropsBOM checks that a UTF-8 byte order mark before the first
+// line is dropped, and one elsewhere is kept.
+func TestReaderDropsBOM(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		want     []string
+	}{
+		{"before the first line", "\xEF\xBB\xBF{\"id\":1}\n{\"id\":2}\n", []string{`{"id":1}`, `{"id":2}`}},
+		{"alone on the first line", "\xEF\xBB\xBF\n{\"id\":2}", []string{`{"id":2}`}},
+		{"on a later line", "{\"id\":1}\n\xEF\xBB\xBF{\"id\":2}", []string{`{"id":1}`, "\xEF\xBB\xBF{\"id\":2}"}},
+		{"none", "{\"id\":1}", []string{`{"id":1}`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewReader(strings.NewReader(tc.in), 64)
+			var got []string
+			for {
+				line, _, err := r.Next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, string(line))
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("lines %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
