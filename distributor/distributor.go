@@ -7,7 +7,11 @@
 // Offsets: every record read is tracked per partition claim; the sink's
 // acknowledgement marks it, and the committed offset only ever moves to one
 // past the highest offset below which every record was acknowledged. A nacked
-// record holds the watermark until the claim ends, so it is redelivered.
+// record (the sink gave up on it) holds the watermark and ends its claim at
+// once: the claim drains what is still pending, commits up to the nacked
+// record, and returns, which ends the group session; the next session reads
+// the partition again from the committed offset, so the record is
+// redelivered instead of stalling its partition.
 // When a claim ends (rebalance or stop), reading it stops, its in-flight
 // records get up to distributor.drain_timeout to be acknowledged, the marks
 // are committed, and acknowledgements arriving later are fenced off.
@@ -22,11 +26,16 @@
 //	distributor.fenced        counter of acknowledgements for ended claims
 //	distributor.abandoned     counter of parked records of ended claims dropped for redelivery
 //	distributor.late_results  counter of enrichment results after their activity left
+//	distributor.nacks         counter of records the sink rejected; each ends its claim
+//	                          so the partition is read again from the committed offset
+//	distributor.double_acks   counter of acknowledgements after the first (ignored)
+//	distributor.retries_dropped counter of retries not queued: claim fenced, activity
+//	                          emitted, or an optional enrichment's deadline would pass first
 //	distributor.lag           gauge: records behind the high-water marks of owned partitions
 //	distributor.partition.TOPIC.P.{lag,watermark,in_flight,buffered}
 //	                          gauges per owned partition: lag, next offset to commit,
 //	                          records between read and watermark, fetched records buffered
-//	delayqueue.*              gauges of the delay queue (len, in_use, cap, waiters, blocked_put_ns)
+//	delayqueue.*              gauges of the delay queue (len, in_use, cap, waiters, blocked_put_ns, misuse)
 //	enrich.queue.{depth,cap}  gauges of the task queue
 package distributor
 
@@ -74,6 +83,11 @@ type Distributor struct {
 	fenced      metrics.Counter
 	abandoned   metrics.Counter
 	late        metrics.Counter
+	nacks       metrics.Counter
+	doubleAcks  metrics.Counter
+	// retriesDropped counts retries not queued: their claim was fenced,
+	// their activity emitted, or (optional) its deadline would pass first.
+	retriesDropped metrics.Counter
 }
 
 // New builds a distributor reading topics from brokers. Enrichment tasks go
@@ -94,6 +108,10 @@ func New(cfg Config, brokers []string, sc *sarama.Config, topics []string, enric
 		fenced:      metrics.GetOrRegisterCounter("distributor.fenced", reg),
 		abandoned:   metrics.GetOrRegisterCounter("distributor.abandoned", reg),
 		late:        metrics.GetOrRegisterCounter("distributor.late_results", reg),
+		nacks:       metrics.GetOrRegisterCounter("distributor.nacks", reg),
+		doubleAcks:  metrics.GetOrRegisterCounter("distributor.double_acks", reg),
+
+		retriesDropped: metrics.GetOrRegisterCounter("distributor.retries_dropped", reg),
 	}
 	d.delay.Store(int64(cfg.Delay))
 	reg.GetOrRegister("distributor.lag", metrics.NewFunctionalGauge(d.Lag))
@@ -101,6 +119,7 @@ func New(cfg Config, brokers []string, sc *sarama.Config, topics []string, enric
 	reg.GetOrRegister("delayqueue.in_use", metrics.NewFunctionalGauge(func() int64 { n, _ := dq.InUse(); return n }))
 	reg.GetOrRegister("delayqueue.cap", metrics.NewFunctionalGauge(func() int64 { n, _ := dq.Cap(); return n }))
 	reg.GetOrRegister("delayqueue.waiters", metrics.NewFunctionalGauge(func() int64 { return int64(dq.Waiters()) }))
+	reg.GetOrRegister("delayqueue.misuse", metrics.NewFunctionalGauge(func() int64 { return dq.Stats().Misuse }))
 	reg.GetOrRegister("delayqueue.blocked_put_ns", metrics.NewFunctionalGauge(func() int64 { return int64(dq.Stats().BlockedPut) }))
 	reg.GetOrRegister("enrich.queue.depth", metrics.NewFunctionalGauge(func() int64 { return int64(len(work)) }))
 	reg.GetOrRegister("enrich.queue.cap", metrics.NewFunctionalGauge(func() int64 { return int64(cap(work)) }))
@@ -316,6 +335,11 @@ read:
 			if err = d.handle(ctx, cs, m); err != nil {
 				break read
 			}
+		case <-cs.nacked:
+			// A failed record holds the watermark: end the claim (and so
+			// the session), to read the partition again from it.
+			log.Warn("a record was not accepted by the sink; ending the claim to read the partition again from the committed offset")
+			break read
 		case <-ctx.Done():
 			break read
 		}
@@ -345,6 +369,7 @@ func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.Cons
 	d.consumed.Mark(1)
 	j := &job{msg: m, cs: cs, read: time.Now()}
 	due := j.read.Add(d.Delay())
+	j.due = due
 	f, perr := activity.Parse(m.Value)
 	if perr != nil {
 		j.deadLetter = "invalid event: " + perr.Error()
@@ -359,8 +384,13 @@ func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.Cons
 			}
 		}
 	}
+	// j.mu is held until the job is tracked: an invalid event is due at
+	// once, and an emitter that takes it must not seal it before j.item,
+	// its offset and j.rec are set (seal takes j.mu).
+	j.mu.Lock()
 	it, err := d.dq.Put(ctx, j, due, int64(len(m.Value)))
 	if err != nil {
+		j.mu.Unlock()
 		// Not parked, so not tracked: the claim is ending and the record
 		// will be read again from the committed offset.
 		cs.slots.Release(1)
@@ -373,9 +403,11 @@ func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.Cons
 	cs.add(m.Offset, m.Timestamp)
 	if perr != nil {
 		j.rec = j.deadLetterRecord(d, j.deadLetter)
+		j.mu.Unlock()
 		d.dq.Complete(it)
 		return nil
 	}
+	j.mu.Unlock()
 	if len(d.enrichers) == 0 {
 		d.dq.Complete(it)
 		return nil

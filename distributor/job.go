@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -34,6 +35,7 @@ type job struct {
 	msg    *sarama.ConsumerMessage
 	cs     *claimState
 	read   time.Time
+	due    time.Time // read + distributor.delay at read time
 	fields activity.Fields
 	item   *delayqueue.Item[*job]
 
@@ -45,6 +47,7 @@ type job struct {
 	// deadLetter, when set, is why the job goes to the dead-letter topic.
 	deadLetter string
 	rec        *sink.Record // prebuilt record for invalid input
+	acked      atomic.Bool  // the sink's acknowledgement arrived
 }
 
 // report returns the callback through which workers deliver the job's
@@ -67,11 +70,13 @@ func (j *job) report(d *Distributor, stop <-chan struct{}) func(*enrich.Task, js
 		switch {
 		case err == nil:
 			r.status, r.value = statusOK, res
-		case t.Attempt < spec.MaxAttempts:
+		case t.Attempt < spec.MaxAttempts && (spec.Required || time.Now().Add(backoff(t, spec)).Before(j.due)):
+			// An optional enrichment is retried only if the retry can
+			// start before its activity's deadline.
 			r.err = err
 			j.mu.Unlock()
 			d.retries.Inc(1)
-			d.retry(t, spec, stop)
+			d.retry(j, t, spec, stop)
 			return
 		default:
 			r.status, r.err = statusFailed, err
@@ -91,13 +96,26 @@ func (j *job) report(d *Distributor, stop <-chan struct{}) func(*enrich.Task, js
 	}
 }
 
-// retry queues the task's next attempt after its backoff.
-func (d *Distributor) retry(t *enrich.Task, spec enrich.Spec, stop <-chan struct{}) {
-	backoff := spec.Backoff << min(t.Attempt-1, 16)
-	backoff = min(backoff, 10*time.Second)
+// backoff is the wait before the attempt after t: spec.Backoff doubled per
+// attempt made, capped at 10s.
+func backoff(t *enrich.Task, spec enrich.Spec) time.Duration {
+	return min(spec.Backoff<<min(t.Attempt-1, 16), 10*time.Second)
+}
+
+// retry queues the task's next attempt after its backoff, unless by then
+// the job's claim was fenced or the job emitted: such a retry is dropped and
+// counted in distributor.retries_dropped.
+func (d *Distributor) retry(j *job, t *enrich.Task, spec enrich.Spec, stop <-chan struct{}) {
 	next := *t
 	next.Attempt++
-	time.AfterFunc(backoff, func() {
+	time.AfterFunc(backoff(t, spec), func() {
+		j.mu.Lock()
+		gone := j.sealed
+		j.mu.Unlock()
+		if gone || j.cs.isFenced() {
+			d.retriesDropped.Inc(1)
+			return
+		}
 		select {
 		case d.work <- &next:
 		case <-stop:
@@ -177,9 +195,14 @@ func (j *job) source() *sink.Source {
 }
 
 // ackFunc returns the sink acknowledgement of this job: it frees the job's
-// delay-queue capacity and marks its offset.
+// delay-queue capacity and marks its offset. Only the first call counts; a
+// later one is ignored and counted in distributor.double_acks.
 func (j *job) ackFunc(d *Distributor) func(error) {
 	return func(err error) {
+		if !j.acked.CompareAndSwap(false, true) {
+			d.doubleAcks.Inc(1)
+			return
+		}
 		d.dq.Release(j.item)
 		d.inflight.Dec(1)
 		j.cs.ack(j.msg.Offset, err)

@@ -90,10 +90,22 @@ func NewPool(workers int, enrichers []Resolved, log logrus.FieldLogger, reg metr
 		p.latency = append(p.latency, metricsutil.GetOrRegisterTimer("enrich."+e.Name+".latency", reg))
 		p.errs = append(p.errs, metrics.GetOrRegisterCounter("enrich."+e.Name+".errors", reg))
 		p.timeouts = append(p.timeouts, metrics.GetOrRegisterCounter("enrich."+e.Name+".timeouts", reg))
-		_, instant := e.Enricher.(instantFunc)
-		p.timed = append(p.timed, !instant)
+		p.timed = append(p.timed, !isInstant(e.Enricher))
 	}
 	return p
+}
+
+// isInstant reports whether e never waits: an instantFunc, bare or wrapped
+// by limit without a concurrency bound (a bound's wait needs the deadline).
+func isInstant(e Enricher) bool {
+	if l, ok := e.(*limited); ok {
+		if l.slots != nil {
+			return false
+		}
+		e = l.e
+	}
+	_, instant := e.(instantFunc)
+	return instant
 }
 
 // Busy returns how many workers are running an enricher right now.

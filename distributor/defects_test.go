@@ -1,0 +1,146 @@
+package distributor
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/bendstream/bend/delayqueue"
+	"github.com/bendstream/bend/enrich"
+	"github.com/bendstream/bend/internal/kafkatest"
+	metrics "github.com/rcrowley/go-metrics"
+)
+
+// TestInvalidEventsDeadLetteredOnce parks many invalid events, which are due
+// at once, on one partition with several emitters: each must be sealed only
+// after the distributor tracks it, so each yields exactly one dead letter,
+// one acknowledgement and no ignored delay-queue call (and -race sees no
+// race on the job).
+func TestInvalidEventsDeadLetteredOnce(t *testing.T) {
+	for _, ordered := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ordered=%v", ordered), func(t *testing.T) {
+			brokers := kafkatest.Brokers(t)
+			topic := kafkatest.CreateTopic(t, brokers, 1)
+			const valid, bad = 200, 2000
+			invalid := make([]string, bad)
+			for i := range invalid {
+				invalid[i] = fmt.Sprintf(`not json %d`, i)
+			}
+			produce(t, brokers, topic, 1, valid, byIndex, invalid...)
+			c := newCollector()
+			o := defaultOpts(t)
+			o.cfg.Emitters = 4
+			o.cfg.Ordered = ordered
+			p := startPipeline(t, brokers, topic, o, c)
+			eventually(t, 60*time.Second, "every record accounted for", func() bool { return c.acked.Load() >= valid+bad })
+			eventually(t, 30*time.Second, "offsets committed to the high-water mark", func() bool {
+				return committedAll(t, brokers, o.cfg.Group, topic)
+			})
+			if err := p.shutdown(t); err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if got := c.deadCount(); got != bad {
+				t.Errorf("dead letters emitted = %d, want %d", got, bad)
+			}
+			if got := p.d.deadLetters.Count(); got != bad {
+				t.Errorf("distributor.dead_letters = %d, want %d", got, bad)
+			}
+			if got := c.distinct(); got != valid {
+				t.Errorf("valid ids emitted = %d, want %d", got, valid)
+			}
+			if got := p.dq.Stats().Misuse; got != 0 {
+				t.Errorf("delay queue misuse = %d, want 0", got)
+			}
+			if got := p.d.InFlight(); got != 0 {
+				t.Errorf("in flight after drain = %d, want 0", got)
+			}
+		})
+	}
+}
+
+// TestNackRecovers nacks one record once, with a small partition window:
+// the partition must not stall; the claim ends, the partition is read again
+// from the committed offset, every id arrives and the nack is counted.
+func TestNackRecovers(t *testing.T) {
+	brokers := kafkatest.Brokers(t)
+	topic := kafkatest.CreateTopic(t, brokers, 2)
+	const n = 2000
+	produce(t, brokers, topic, 1, n, byIndex)
+	c := newCollector()
+	c.nackOnce = "act-10"
+	o := defaultOpts(t)
+	o.cfg.MaxPartitionInFlight = 50
+	p := startPipeline(t, brokers, topic, o, c)
+	eventually(t, 60*time.Second, "every id emitted after the nack", func() bool { return c.distinct() == n })
+	c.wantIDs(t, 1, n)
+	eventually(t, 30*time.Second, "offsets committed to the high-water mark", func() bool {
+		return committedAll(t, brokers, o.cfg.Group, topic)
+	})
+	if err := p.shutdown(t); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := metrics.GetOrRegisterCounter("distributor.nacks", p.reg).Count(); got != 1 {
+		t.Errorf("distributor.nacks = %d, want 1", got)
+	}
+}
+
+// TestSecondAckIsCounted acknowledges every record twice: the second call
+// must change nothing (no negative in-flight count, no ignored delay-queue
+// call) and be counted.
+func TestSecondAckIsCounted(t *testing.T) {
+	brokers := kafkatest.Brokers(t)
+	topic := kafkatest.CreateTopic(t, brokers, 2)
+	const n = 300
+	produce(t, brokers, topic, 1, n, byIndex, "not json")
+	c := newCollector()
+	c.ackTwice = true
+	o := defaultOpts(t)
+	p := startPipeline(t, brokers, topic, o, c)
+	eventually(t, 60*time.Second, "every record accounted for", func() bool { return c.acked.Load() == n+1 })
+	if err := p.shutdown(t); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := p.d.InFlight(); got != 0 {
+		t.Errorf("in flight = %d, want 0", got)
+	}
+	if got := p.dq.Stats().Misuse; got != 0 {
+		t.Errorf("delay queue misuse = %d, want 0", got)
+	}
+	if got := metrics.GetOrRegisterCounter("distributor.double_acks", p.reg).Count(); got != n+1 {
+		t.Errorf("distributor.double_acks = %d, want %d", got, n+1)
+	}
+}
+
+// TestRetryOfFencedJobIsDropped: a retry that comes due after its claim
+// was fenced, or after its activity was emitted, is not queued.
+func TestRetryOfFencedJobIsDropped(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		fenced, sealed bool
+		wantQueued     int
+	}{
+		{"live", false, false, 1},
+		{"fenced", true, false, 0},
+		{"sealed", false, true, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := metrics.NewRegistry()
+			work := enrich.NewQueue(4)
+			dq, err := delayqueue.New[*job](delayqueue.DefaultConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := &Distributor{work: work, dq: dq, reg: reg, retriesDropped: metrics.GetOrRegisterCounter("distributor.retries_dropped", reg)}
+			j := &job{cs: &claimState{fenced: tc.fenced}, sealed: tc.sealed}
+			task := &enrich.Task{Attempt: 1}
+			d.retry(j, task, enrich.Spec{Backoff: time.Millisecond}, make(chan struct{}))
+			time.Sleep(50 * time.Millisecond)
+			if got := len(work); got != tc.wantQueued {
+				t.Errorf("queued retries = %d, want %d", got, tc.wantQueued)
+			}
+			if got, want := d.retriesDropped.Count(), int64(1-tc.wantQueued); got != want {
+				t.Errorf("distributor.retries_dropped = %d, want %d", got, want)
+			}
+		})
+	}
+}
