@@ -164,6 +164,36 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// ValidateBudget reports, by config.yaml key, every optional enricher whose
+// settings cannot finish inside delay (distributor.delay), the time its
+// activity is parked: an attempt may use its whole timeout, so a timeout
+// longer than delay is missing whenever it is needed; and the first retry
+// starts no earlier than backoff after the activity was read, so with
+// max_attempts above 1 a backoff of delay or more is never used. Required
+// enrichers hold their activity past delay (up to max_attempts attempts and
+// their backoffs) and are not bound by it. A non-positive delay is left to
+// the distributor's own validation.
+func (c Config) ValidateBudget(delay time.Duration) error {
+	if delay <= 0 {
+		return nil
+	}
+	var errs []error
+	for i, s := range c.Enrichers {
+		s = s.withDefaults()
+		if s.Required {
+			continue
+		}
+		key := fmt.Sprintf("enrich.enrichers[%d]", i)
+		if s.Timeout > delay {
+			errs = append(errs, fmt.Errorf("%s.timeout: %s is longer than distributor.delay (%s), so an attempt that needs it is always emitted missing; shorten it or raise the delay", key, s.Timeout, delay))
+		}
+		if s.MaxAttempts > 1 && s.Backoff >= delay {
+			errs = append(errs, fmt.Errorf("%s.backoff: %s is not shorter than distributor.delay (%s), so no retry can start before the activity is emitted; shorten it or set max_attempts: 1", key, s.Backoff, delay))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Resolved is an enricher ready to run, with its spec's defaults applied.
 type Resolved struct {
 	Spec
