@@ -30,6 +30,9 @@ type claimState struct {
 	// nacked is closed by the first nack of a record of this claim.
 	nacked     chan struct{}
 	nackClosed bool
+	// abort cancels the claim's context at the first nack, so a handle
+	// blocked on the full window (held by the nacked record) returns.
+	abort context.CancelFunc
 
 	// Ordered emission (distributor.ordered): records leave in offset order.
 	omu     sync.Mutex
@@ -150,6 +153,9 @@ func (cs *claimState) ack(off int64, err error) {
 	if err != nil && !cs.nackClosed {
 		cs.nackClosed = true
 		close(cs.nacked)
+		if cs.abort != nil {
+			cs.abort()
+		}
 	}
 	cs.mu.Unlock()
 	if err != nil {

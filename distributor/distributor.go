@@ -65,12 +65,16 @@ type Distributor struct {
 	sc        *sarama.Config
 	topics    []string
 	enrichers []enrich.Resolved
-	work      enrich.Queue
-	dq        *delayqueue.Queue[*job]
-	log       logrus.FieldLogger
-	reg       metrics.Registry
-	delay     atomic.Int64 // distributor.delay, tunable at run time
-	ready     atomic.Bool  // a group session is running and intake is open
+	// inline marks the optional instant enrichers (stats, noop): handle
+	// runs them at read time instead of queueing a task, so a slow
+	// enricher's tasks in the queue can never delay them.
+	inline []bool
+	work   enrich.Queue
+	dq     *delayqueue.Queue[*job]
+	log    logrus.FieldLogger
+	reg    metrics.Registry
+	delay  atomic.Int64 // distributor.delay, tunable at run time
+	ready  atomic.Bool  // a group session is running and intake is open
 
 	claimsMu sync.Mutex
 	claims   map[*claimState]struct{}
@@ -112,6 +116,9 @@ func New(cfg Config, brokers []string, sc *sarama.Config, topics []string, enric
 		doubleAcks:  metrics.GetOrRegisterCounter("distributor.double_acks", reg),
 
 		retriesDropped: metrics.GetOrRegisterCounter("distributor.retries_dropped", reg),
+	}
+	for _, e := range enrichers {
+		d.inline = append(d.inline, !e.Required && enrich.Instant(e.Enricher))
 	}
 	d.delay.Store(int64(cfg.Delay))
 	reg.GetOrRegister("distributor.lag", metrics.NewFunctionalGauge(d.Lag))
@@ -323,7 +330,11 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	log := d.log.WithFields(logrus.Fields{"topic": claim.Topic(), "partition": claim.Partition()})
 	log.WithField("offset", claim.InitialOffset()).Debug("claim started")
 
-	ctx := sess.Context()
+	ctx, abort := context.WithCancel(sess.Context())
+	defer abort()
+	cs.mu.Lock()
+	cs.abort = abort
+	cs.mu.Unlock()
 	var err error
 read:
 	for {
@@ -335,14 +346,16 @@ read:
 			if err = d.handle(ctx, cs, m); err != nil {
 				break read
 			}
-		case <-cs.nacked:
-			// A failed record holds the watermark: end the claim (and so
-			// the session), to read the partition again from it.
-			log.Warn("a record was not accepted by the sink; ending the claim to read the partition again from the committed offset")
-			break read
 		case <-ctx.Done():
 			break read
 		}
+	}
+	select {
+	case <-cs.nacked:
+		// A failed record holds the watermark: the claim (and so the
+		// session) ends, to read the partition again from it.
+		log.Warn("a record was not accepted by the sink; ending the claim to read the partition again from the committed offset")
+	default:
 	}
 	// Stop intake for this partition, give what was read a bounded time to
 	// be acknowledged, commit, then fence late acknowledgements.
@@ -413,8 +426,14 @@ func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.Cons
 		return nil
 	}
 	stop := ctx.Done()
+	report, stale := j.report(d, stop), j.stale
 	for i := range d.enrichers {
-		t := &enrich.Task{Enricher: i, Activity: &j.fields, Attempt: 1, Report: j.report(d, stop)}
+		t := &enrich.Task{Enricher: i, Activity: &j.fields, Attempt: 1, Report: report, Stale: stale}
+		if d.inline[i] {
+			res, err := enrich.Call(ctx, d.enrichers[i].Enricher, &j.fields)
+			report(t, res, err)
+			continue
+		}
 		if err := d.work.Push(ctx, t); err != nil {
 			// The job stays parked; its claim is ending, so it is
 			// abandoned and redelivered.
@@ -424,11 +443,28 @@ func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.Cons
 	return nil
 }
 
-// provenance returns the provenance headers of an emitted record.
+// Header keys and constant values, allocated once. Sinks only read them.
+var (
+	hdrSourceTopic     = []byte("bend-source-topic")
+	hdrSourcePartition = []byte("bend-source-partition")
+	hdrSourceOffset    = []byte("bend-source-offset")
+	hdrDLQReason       = []byte("bend-dlq-reason")
+	hdrDLQStage        = []byte("bend-dlq-stage")
+	hdrDLQTime         = []byte("bend-dlq-time")
+	hdrDistributor     = []byte("distributor")
+)
+
+// provenance returns the provenance headers of an emitted record, with room
+// for the dead-letter headers. The partition and offset values share one
+// allocation.
 func provenance(m *sarama.ConsumerMessage) []sarama.RecordHeader {
-	return []sarama.RecordHeader{
-		{Key: []byte("bend-source-topic"), Value: []byte(m.Topic)},
-		{Key: []byte("bend-source-partition"), Value: strconv.AppendInt(nil, int64(m.Partition), 10)},
-		{Key: []byte("bend-source-offset"), Value: strconv.AppendInt(nil, m.Offset, 10)},
-	}
+	num := make([]byte, 0, 32)
+	num = strconv.AppendInt(num, int64(m.Partition), 10)
+	p := len(num)
+	num = strconv.AppendInt(num, m.Offset, 10)
+	h := make([]sarama.RecordHeader, 3, 6)
+	h[0] = sarama.RecordHeader{Key: hdrSourceTopic, Value: []byte(m.Topic)}
+	h[1] = sarama.RecordHeader{Key: hdrSourcePartition, Value: num[:p:p]}
+	h[2] = sarama.RecordHeader{Key: hdrSourceOffset, Value: num[p:]}
+	return h
 }

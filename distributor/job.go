@@ -102,6 +102,15 @@ func backoff(t *enrich.Task, spec enrich.Spec) time.Duration {
 	return min(spec.Backoff<<min(t.Attempt-1, 16), 10*time.Second)
 }
 
+// stale reports whether the job has left: emitted, or its claim fenced (it
+// is then abandoned). Workers drop its tasks unrun.
+func (j *job) stale() bool {
+	j.mu.Lock()
+	sealed := j.sealed
+	j.mu.Unlock()
+	return sealed || j.cs.isFenced()
+}
+
 // retry queues the task's next attempt after its backoff, unless by then
 // the job's claim was fenced or the job emitted: such a retry is dropped and
 // counted in distributor.retries_dropped.
@@ -182,15 +191,20 @@ func (j *job) seal(d *Distributor) (*sink.Record, bool) {
 func (j *job) deadLetterRecord(d *Distributor, reason string) *sink.Record {
 	d.deadLetters.Inc(1)
 	h := append(provenance(j.msg),
-		sarama.RecordHeader{Key: []byte("bend-dlq-reason"), Value: []byte(reason)},
-		sarama.RecordHeader{Key: []byte("bend-dlq-stage"), Value: []byte("distributor")},
-		sarama.RecordHeader{Key: []byte("bend-dlq-time"), Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
+		sarama.RecordHeader{Key: hdrDLQReason, Value: []byte(reason)},
+		sarama.RecordHeader{Key: hdrDLQStage, Value: hdrDistributor},
+		sarama.RecordHeader{Key: hdrDLQTime, Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
 	)
 	return &sink.Record{Key: j.msg.Key, Value: j.msg.Value, Headers: h, Timestamp: j.msg.Timestamp, DeadLetter: true, Ack: j.ackFunc(d), Source: j.source()}
 }
 
-// source names the input record, for sinks that commit offsets themselves.
+// source names the input record, for sinks that commit offsets themselves
+// (exactly-once mode, where the distributor's commit is external); nil
+// otherwise, saving an allocation per record.
 func (j *job) source() *sink.Source {
+	if !j.cs.d.cfg.ExternalCommit {
+		return nil
+	}
 	return &sink.Source{Topic: j.msg.Topic, Partition: j.msg.Partition, Offset: j.msg.Offset, Group: j.cs.group}
 }
 

@@ -8,7 +8,7 @@ import (
 
 func TestValidateBudget(t *testing.T) {
 	spec := func(required bool, timeout, backoff time.Duration, attempts int) Spec {
-		return Spec{Name: "lookup", Type: "noop", Required: required, Timeout: timeout, Backoff: backoff, MaxAttempts: attempts}
+		return Spec{Name: "lookup", Type: "lookup", Lookup: LookupOptions{URL: "http://127.0.0.1:1/{id}"}, Required: required, Timeout: timeout, Backoff: backoff, MaxAttempts: attempts}
 	}
 	for _, tc := range []struct {
 		name    string
@@ -19,6 +19,7 @@ func TestValidateBudget(t *testing.T) {
 		{"defaults fit the default delay", Spec{Name: "stats"}, 2 * time.Second, ""},
 		{"timeout equal to the delay", spec(false, 2*time.Second, 100*time.Millisecond, 3), 2 * time.Second, ""},
 		{"timeout past the delay", spec(false, 3*time.Second, 100*time.Millisecond, 1), 2 * time.Second, "enrich.enrichers[0].timeout"},
+		{"an instant enricher's timeout does not count", Spec{Name: "stats", Timeout: 3 * time.Second}, 200 * time.Millisecond, ""},
 		{"backoff past the delay", spec(false, time.Second, 2*time.Second, 2), 2 * time.Second, "enrich.enrichers[0].backoff"},
 		{"long backoff with one attempt", spec(false, time.Second, 5*time.Second, 1), 2 * time.Second, ""},
 		{"required may hold past the delay", spec(true, 5*time.Second, 5*time.Second, 3), 2 * time.Second, ""},

@@ -5,13 +5,18 @@
 // Work flows as tasks on one bounded Queue. Workers pull a task when they are
 // free, so any worker can serve any partition's activity and a hot key never
 // leaves workers idle. Each task carries its own Report callback; the
-// distributor rejoins results with the parked activity through it.
+// distributor rejoins results with the parked activity through it. A task
+// whose activity has left (Task.Stale) is dropped before it runs. The
+// distributor runs optional instant enrichers (stats, noop; see Instant)
+// inline when it reads the activity, so a slow enricher's tasks never delay
+// them; their attempts are not counted in enrich.NAME.latency.
 //
 // Metrics (go-metrics names, per enricher NAME):
 //
 //	enrich.NAME.latency   timer of successful attempts
 //	enrich.NAME.errors    counter of failed attempts (timeouts included)
 //	enrich.NAME.timeouts  counter of attempts that hit the timeout
+//	enrich.NAME.stale     counter of tasks dropped unrun: their activity had left
 //	enrich.busy           counter (used as a gauge) of workers running an enricher
 //	enrich.utilisation    gauge: busy workers as a percentage of enrich.workers
 package enrich
@@ -167,7 +172,8 @@ func (c Config) Validate() error {
 // ValidateBudget reports, by config.yaml key, every optional enricher whose
 // settings cannot finish inside delay (distributor.delay), the time its
 // activity is parked: an attempt may use its whole timeout, so a timeout
-// longer than delay is missing whenever it is needed; and the first retry
+// longer than delay is missing whenever it is needed (stats and noop never
+// wait, so their timeout does not count); and the first retry
 // starts no earlier than backoff after the activity was read, so with
 // max_attempts above 1 a backoff of delay or more is never used. Required
 // enrichers hold their activity past delay (up to max_attempts attempts and
@@ -184,7 +190,8 @@ func (c Config) ValidateBudget(delay time.Duration) error {
 			continue
 		}
 		key := fmt.Sprintf("enrich.enrichers[%d]", i)
-		if s.Timeout > delay {
+		// An instant enricher (stats, noop) never uses its timeout.
+		if s.Timeout > delay && s.Type != "stats" && s.Type != "noop" {
 			errs = append(errs, fmt.Errorf("%s.timeout: %s is longer than distributor.delay (%s), so an attempt that needs it is always emitted missing; shorten it or raise the delay", key, s.Timeout, delay))
 		}
 		if s.MaxAttempts > 1 && s.Backoff >= delay {
