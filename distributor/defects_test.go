@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -134,7 +135,8 @@ func TestRetryOfFencedJobIsDropped(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			d := &Distributor{work: work, dq: dq, reg: reg, retriesDropped: metrics.GetOrRegisterCounter("distributor.retries_dropped", reg)}
+			d := &Distributor{work: work, dq: dq, reg: reg, queued: make([]atomic.Int64, 1),
+				retriesDropped: metrics.GetOrRegisterCounter("distributor.retries_dropped", reg)}
 			j := &job{cs: &claimState{fenced: tc.fenced}, sealed: tc.sealed}
 			task := &enrich.Task{Attempt: 1}
 			d.retry(j, task, enrich.Spec{Backoff: time.Millisecond}, make(chan struct{}))
@@ -205,5 +207,104 @@ func TestStaleTasksAreNotRun(t *testing.T) {
 	defer c.mu.Unlock()
 	if c.missing > n {
 		t.Errorf("%d enrichments missing, want at most %d (lookup only)", c.missing, n)
+	}
+}
+
+// TestSlowOptionalEnricher is the slow-service condition: stats plus an
+// optional lookup answering in 500 ms (timeout 1 s). stats must be ok on
+// every activity, the lookup's result present on every activity it answered
+// before the activity left, no lookup run for an activity already emitted,
+// and reading must not collapse against the same run without the lookup
+// (the ratio asserted is generous, for a loaded box; bendbench measures the
+// sustained rate). The rate compared is the read rate: with n small, the
+// time to emit everything is dominated by distributor.delay, which the
+// lookup's parked activities wait out by design.
+func TestSlowOptionalEnricher(t *testing.T) {
+	const n = 3000
+	run := func(t *testing.T, slow bool) (rate float64) {
+		brokers := kafkatest.Brokers(t)
+		topic := kafkatest.CreateTopic(t, brokers, 4)
+		produce(t, brokers, topic, 1, n, byIndex)
+		c := newCollector()
+		c.status = map[string]string{}
+		var mu sync.Mutex
+		answered := map[string]bool{}
+		var afterEmit atomic.Int64
+		o := defaultOpts(t)
+		o.cfg.Delay = 2 * time.Second
+		if slow {
+			o.enrichers = append(o.enrichers, enrich.Resolved{
+				Spec: enrich.Spec{Name: "lookup", Type: "lookup", Timeout: time.Second, MaxAttempts: 3, Backoff: 100 * time.Millisecond},
+				Enricher: enrich.EnricherFunc(func(ctx context.Context, a *activity.Fields) (json.RawMessage, error) {
+					c.mu.Lock()
+					gone := c.ids[a.ID] > 0
+					c.mu.Unlock()
+					if gone {
+						afterEmit.Add(1)
+					}
+					select {
+					case <-time.After(500 * time.Millisecond):
+					case <-ctx.Done():
+						return nil, ctx.Err()
+					}
+					c.mu.Lock()
+					gone = c.ids[a.ID] > 0
+					c.mu.Unlock()
+					if !gone {
+						mu.Lock()
+						answered[a.ID] = true
+						mu.Unlock()
+					}
+					return json.RawMessage(`{"found":true}`), nil
+				}),
+			})
+		}
+		start := time.Now()
+		p := startPipeline(t, brokers, topic, o, c)
+		eventually(t, 120*time.Second, "every record read", func() bool { return p.d.consumed.Count() == n })
+		rate = n / time.Since(start).Seconds()
+		eventually(t, 120*time.Second, "every id emitted", func() bool { return c.distinct() == n })
+		if err := p.shutdown(t); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		statsOK, lookupOK, answeredMissing := 0, 0, 0
+		for i := 1; i <= n; i++ {
+			id := fmt.Sprintf("act-%d", i)
+			if c.status[id+"/stats"] == "ok" {
+				statsOK++
+			}
+			if c.status[id+"/lookup"] == "ok" {
+				lookupOK++
+			}
+			mu.Lock()
+			if answered[id] && c.status[id+"/lookup"] != "ok" {
+				answeredMissing++
+			}
+			mu.Unlock()
+		}
+		t.Logf("slow=%v: read %.0f records/s; stats ok %d/%d; lookup ok %d, answered %d, answered but missing %d, run after emission %d; overloaded %d",
+			slow, rate, statsOK, n, lookupOK, len(answered), answeredMissing, afterEmit.Load(),
+			metrics.GetOrRegisterCounter("distributor.overloaded", p.reg).Count())
+		if statsOK != n {
+			t.Errorf("stats ok on %d of %d activities, want all", statsOK, n)
+		}
+		// An answer racing its activity's deadline by microseconds may
+		// miss it; allow 1%.
+		if answeredMissing > n/100 {
+			t.Errorf("%d activities lack a lookup result the enricher returned before they left, want at most %d", answeredMissing, n/100)
+		}
+		if got := afterEmit.Load(); got > n/100 {
+			t.Errorf("lookup ran %d times for activities already emitted, want at most %d (scheduling slack)", got, n/100)
+		}
+		return rate
+	}
+	var base, slow float64
+	t.Run("stats only", func(t *testing.T) { base = run(t, false) })
+	t.Run("stats and a slow lookup", func(t *testing.T) { slow = run(t, true) })
+	t.Logf("read rate with the slow lookup: %.2f of the run without it", slow/base)
+	if slow < base/3 {
+		t.Errorf("read rate with a slow optional enricher %.0f/s, without %.0f/s: collapsed (want at least a third)", slow, base)
 	}
 }

@@ -31,6 +31,11 @@
 //	distributor.double_acks   counter of acknowledgements after the first (ignored)
 //	distributor.retries_dropped counter of retries not queued: claim fenced, activity
 //	                          emitted, or an optional enrichment's deadline would pass first
+//	distributor.overloaded    counter of optional enrichments not attempted: their
+//	                          enricher had its share of the task queue (emitted
+//	                          missing, reason "overloaded")
+//	distributor.enrich.NAME.queued  gauge of NAME's tasks queued or running; for a
+//	                          required enricher, activities it holds
 //	distributor.lag           gauge: records behind the high-water marks of owned partitions
 //	distributor.partition.TOPIC.P.{lag,watermark,in_flight,buffered}
 //	                          gauges per owned partition: lag, next offset to commit,
@@ -69,6 +74,14 @@ type Distributor struct {
 	// runs them at read time instead of queueing a task, so a slow
 	// enricher's tasks in the queue can never delay them.
 	inline []bool
+	// queued counts, per enricher, tasks queued or running (an attempt
+	// in flight); share is the bound for optional ones: the task queue's
+	// capacity split between the enrichers that use it. An optional
+	// task beyond its share is not queued: the enrichment is emitted
+	// missing, reason "overloaded". Required tasks are always queued
+	// (blocking), holding their activity.
+	queued []atomic.Int64
+	share  int64
 	work   enrich.Queue
 	dq     *delayqueue.Queue[*job]
 	log    logrus.FieldLogger
@@ -92,6 +105,7 @@ type Distributor struct {
 	// retriesDropped counts retries not queued: their claim was fenced,
 	// their activity emitted, or (optional) its deadline would pass first.
 	retriesDropped metrics.Counter
+	overloaded     metrics.Counter
 }
 
 // New builds a distributor reading topics from brokers. Enrichment tasks go
@@ -117,9 +131,18 @@ func New(cfg Config, brokers []string, sc *sarama.Config, topics []string, enric
 
 		retriesDropped: metrics.GetOrRegisterCounter("distributor.retries_dropped", reg),
 	}
-	for _, e := range enrichers {
+	d.queued = make([]atomic.Int64, len(enrichers))
+	nq := 0
+	for i, e := range enrichers {
 		d.inline = append(d.inline, !e.Required && enrich.Instant(e.Enricher))
+		if !d.inline[i] {
+			nq++
+		}
+		reg.GetOrRegister("distributor.enrich."+e.Name+".queued", metrics.NewFunctionalGauge(d.queued[i].Load))
 	}
+	d.share = int64(cap(work)) / int64(max(nq, 1))
+	d.share = max(d.share, 1)
+	d.overloaded = metrics.GetOrRegisterCounter("distributor.overloaded", reg)
 	d.delay.Store(int64(cfg.Delay))
 	reg.GetOrRegister("distributor.lag", metrics.NewFunctionalGauge(d.Lag))
 	reg.GetOrRegister("delayqueue.len", metrics.NewFunctionalGauge(func() int64 { return int64(dq.Len()) }))
@@ -434,7 +457,16 @@ func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.Cons
 			report(t, res, err)
 			continue
 		}
+		if !d.enrichers[i].Required && d.queued[i].Load() >= d.share {
+			d.overloaded.Inc(1)
+			if j.overloaded(i) {
+				d.dq.Complete(it)
+			}
+			continue
+		}
+		d.queued[i].Add(1)
 		if err := d.work.Push(ctx, t); err != nil {
+			d.queued[i].Add(-1)
 			// The job stays parked; its claim is ending, so it is
 			// abandoned and redelivered.
 			return err

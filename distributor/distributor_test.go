@@ -81,6 +81,9 @@ type collector struct {
 	nacked   bool
 	// ackTwice acknowledges every record twice.
 	ackTwice bool
+	// status, when set, receives each emitted enrichment's status by
+	// "id/name".
+	status map[string]string
 }
 
 func newCollector() *collector { return &collector{ids: map[string]int{}} }
@@ -120,9 +123,12 @@ func (c *collector) run(in <-chan *sink.Record) {
 				panic(fmt.Sprintf("emitted record %q is not JSON: %v", r.Value, err))
 			}
 			c.ids[ev.ID]++
-			for _, e := range ev.Enrichments {
+			for name, e := range ev.Enrichments {
 				if e.Status == "missing" {
 					c.missing++
+				}
+				if c.status != nil {
+					c.status[ev.ID+"/"+name] = e.Status
 				}
 			}
 		}

@@ -2,6 +2,7 @@ package distributor
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -54,6 +55,12 @@ type job struct {
 // enrichment attempts. stop ends pending retry hand-offs.
 func (j *job) report(d *Distributor, stop <-chan struct{}) func(*enrich.Task, json.RawMessage, error) {
 	return func(t *enrich.Task, res json.RawMessage, err error) {
+		if !d.inline[t.Enricher] || t.Attempt > 1 {
+			d.queued[t.Enricher].Add(-1)
+		}
+		if errors.Is(err, enrich.ErrStale) {
+			return // the job has left; nothing to record
+		}
 		spec := d.enrichers[t.Enricher].Spec
 		j.mu.Lock()
 		if j.sealed {
@@ -96,6 +103,21 @@ func (j *job) report(d *Distributor, stop <-chan struct{}) func(*enrich.Task, js
 	}
 }
 
+// errOverloaded marks an optional enrichment not attempted because its
+// enricher already had its share of the task queue.
+var errOverloaded = errors.New("overloaded")
+
+// overloaded records enrichment i of j as missing, not attempted, because
+// its share of the task queue was full. It reports whether that completed j.
+func (j *job) overloaded(i int) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	r := &j.results[i]
+	r.status, r.err = statusFailed, errOverloaded
+	j.pending--
+	return j.pending == 0
+}
+
 // backoff is the wait before the attempt after t: spec.Backoff doubled per
 // attempt made, capped at 10s.
 func backoff(t *enrich.Task, spec enrich.Spec) time.Duration {
@@ -125,9 +147,11 @@ func (d *Distributor) retry(j *job, t *enrich.Task, spec enrich.Spec, stop <-cha
 			d.retriesDropped.Inc(1)
 			return
 		}
+		d.queued[next.Enricher].Add(1)
 		select {
 		case d.work <- &next:
 		case <-stop:
+			d.queued[next.Enricher].Add(-1)
 		}
 	})
 }
@@ -165,7 +189,10 @@ func (j *job) seal(d *Distributor) (*sink.Record, bool) {
 		default:
 			d.missing.Inc(1)
 			reason := "deadline"
-			if r.err != nil {
+			switch {
+			case errors.Is(r.err, errOverloaded):
+				reason = "overloaded"
+			case r.err != nil:
 				reason = r.err.Error()
 			}
 			enr = append(enr, `{"status":"missing","reason":`...)

@@ -109,6 +109,9 @@ type Config struct {
 	// Workers is the number of in-process workers pulling tasks. Default 4.
 	Workers int `mapstructure:"workers"`
 	// QueueSize bounds the task queue shared by all workers. Default 1024.
+	// Each enricher that queues tasks (all but the optional stats and noop,
+	// which run inline) gets an equal share of it; an optional enrichment
+	// beyond its share is emitted missing, reason "overloaded".
 	QueueSize int `mapstructure:"queue_size"`
 	// Enrichers lists the enrichments computed for every activity, in the
 	// order they appear in the emitted event. Default: one optional "stats".

@@ -28,8 +28,8 @@ type Task struct {
 	Report func(t *Task, res json.RawMessage, err error)
 	// Stale, if set, reports whether the task's activity has already left
 	// (emitted, abandoned, or its claim fenced). Workers, local and remote,
-	// drop a stale task before running it, without calling Report, and
-	// count it in enrich.NAME.stale. It must be cheap and must not block.
+	// drop a stale task before running it, reporting ErrStale, and count
+	// it in enrich.NAME.stale. It must be cheap and must not block.
 	Stale func() bool
 }
 
@@ -53,6 +53,10 @@ func (q Queue) Push(ctx context.Context, t *Task) error {
 
 // ErrTimeout is reported for an attempt that ran past its enricher's timeout.
 var ErrTimeout = errors.New("enrich: attempt timed out")
+
+// ErrStale is reported, instead of running the attempt, for a task whose
+// activity had already left (Task.Stale).
+var ErrStale = errors.New("enrich: activity already left; attempt not run")
 
 // ErrLeaseExpired is reported for an attempt leased to a remote worker that
 // neither answered nor heartbeated in time (it died, stalled or lost the
@@ -198,10 +202,12 @@ func (p *Pool) Run(ctx context.Context, q Queue) error {
 }
 
 // Do runs one attempt of t and reports its result through t.Report, unless
-// t is stale: then it only counts it in enrich.NAME.stale.
+// t is stale: then it reports ErrStale without running it, counted in
+// enrich.NAME.stale.
 func (p *Pool) Do(ctx context.Context, t *Task) {
 	if t.Stale != nil && t.Stale() {
 		p.stale[t.Enricher].Inc(1)
+		t.Report(t, nil, ErrStale)
 		return
 	}
 	e := p.enrichers[t.Enricher]

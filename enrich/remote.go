@@ -383,6 +383,7 @@ more:
 	for _, t := range tasks {
 		if t.Stale != nil && t.Stale() {
 			s.dropped.Inc(1)
+			t.Report(t, nil, ErrStale)
 			continue
 		}
 		live = append(live, t)
