@@ -18,6 +18,7 @@ type claimState struct {
 	sess      sarama.ConsumerGroupSession
 	claim     sarama.ConsumerGroupClaim
 	topic     string
+	topicB    []byte // topic, for the provenance header of every record
 	partition int32
 	slots     *semaphore.Weighted // caps the window (distributor.max_partition_in_flight)
 	group     *sarama.ConsumerGroupMetadata
@@ -43,7 +44,7 @@ type claimState struct {
 }
 
 func newClaimState(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, maxInFlight int64, d *Distributor) *claimState {
-	return &claimState{d: d, sess: sess, claim: claim, topic: claim.Topic(), partition: claim.Partition(),
+	return &claimState{d: d, sess: sess, claim: claim, topic: claim.Topic(), topicB: []byte(claim.Topic()), partition: claim.Partition(),
 		slots: semaphore.NewWeighted(maxInFlight), w: newWindow(), start: -1, changed: make(chan struct{}, 1), nacked: make(chan struct{}),
 		group: &sarama.ConsumerGroupMetadata{GroupID: d.cfg.Group, GenerationID: sess.GenerationID(), MemberID: sess.MemberID()}}
 }

@@ -46,6 +46,7 @@ package distributor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -412,7 +413,11 @@ func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.Cons
 		due = j.read
 	} else {
 		j.fields = f
-		j.results = make([]result, len(d.enrichers))
+		j.results = j.resBuf[:0]
+		if len(d.enrichers) > len(j.resBuf) {
+			j.results = make([]result, 0, len(d.enrichers))
+		}
+		j.results = j.results[:len(d.enrichers)]
 		j.pending = len(d.enrichers)
 		for _, e := range d.enrichers {
 			if e.Required {
@@ -449,14 +454,29 @@ func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.Cons
 		return nil
 	}
 	stop := ctx.Done()
-	report, stale := j.report(d, stop), j.stale
+	// The callbacks are built only when a task is queued (or an inline
+	// attempt failed): with only inline enrichers a record costs no closure.
+	var report func(*enrich.Task, json.RawMessage, error)
+	var stale func() bool
 	for i := range d.enrichers {
-		t := &enrich.Task{Enricher: i, Activity: &j.fields, Attempt: 1, Report: report, Stale: stale}
 		if d.inline[i] {
 			res, err := enrich.Call(ctx, d.enrichers[i].Enricher, &j.fields)
-			report(t, res, err)
+			if err == nil {
+				if j.settle(i, res) {
+					d.dq.Complete(it)
+				}
+				continue
+			}
+			if report == nil {
+				report, stale = j.report(d, stop), j.stale
+			}
+			report(&enrich.Task{Enricher: i, Activity: &j.fields, Attempt: 1, Report: report, Stale: stale}, res, err)
 			continue
 		}
+		if report == nil {
+			report, stale = j.report(d, stop), j.stale
+		}
+		t := &enrich.Task{Enricher: i, Activity: &j.fields, Attempt: 1, Report: report, Stale: stale}
 		if !d.enrichers[i].Required && d.queued[i].Load() >= d.share {
 			d.overloaded.Inc(1)
 			if j.overloaded(i) {
@@ -489,13 +509,13 @@ var (
 // provenance returns the provenance headers of an emitted record, with room
 // for the dead-letter headers. The partition and offset values share one
 // allocation.
-func provenance(m *sarama.ConsumerMessage) []sarama.RecordHeader {
+func provenance(m *sarama.ConsumerMessage, topic []byte) []sarama.RecordHeader {
 	num := make([]byte, 0, 32)
 	num = strconv.AppendInt(num, int64(m.Partition), 10)
 	p := len(num)
 	num = strconv.AppendInt(num, m.Offset, 10)
 	h := make([]sarama.RecordHeader, 3, 6)
-	h[0] = sarama.RecordHeader{Key: hdrSourceTopic, Value: []byte(m.Topic)}
+	h[0] = sarama.RecordHeader{Key: hdrSourceTopic, Value: topic}
 	h[1] = sarama.RecordHeader{Key: hdrSourcePartition, Value: num[:p:p]}
 	h[2] = sarama.RecordHeader{Key: hdrSourceOffset, Value: num[p:]}
 	return h

@@ -43,12 +43,27 @@ type job struct {
 	mu       sync.Mutex
 	sealed   bool // emitted: later results are late
 	results  []result
-	pending  int // enrichments not final
-	required int // required enrichments not final
+	resBuf   [2]result // results' storage for up to two enrichers
+	pending  int       // enrichments not final
+	required int       // required enrichments not final
 	// deadLetter, when set, is why the job goes to the dead-letter topic.
 	deadLetter string
 	rec        *sink.Record // prebuilt record for invalid input
 	acked      atomic.Bool  // the sink's acknowledgement arrived
+}
+
+// settle records a successful first attempt of optional enrichment i, run
+// inline, and reports whether that completed the job.
+func (j *job) settle(i int, res json.RawMessage) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	r := &j.results[i]
+	if j.sealed || r.status != statusPending {
+		return false
+	}
+	r.status, r.value, r.attempts = statusOK, res, 1
+	j.pending--
+	return j.pending == 0
 }
 
 // report returns the callback through which workers deliver the job's
@@ -206,7 +221,7 @@ func (j *job) seal(d *Distributor) (*sink.Record, bool) {
 	return &sink.Record{
 		Key:       j.msg.Key,
 		Value:     activity.WithEnrichments(j.msg.Value, enr),
-		Headers:   provenance(j.msg),
+		Headers:   provenance(j.msg, j.cs.topicB),
 		Timestamp: j.msg.Timestamp,
 		Ack:       j.ackFunc(d),
 		Source:    j.source(),
@@ -217,7 +232,7 @@ func (j *job) seal(d *Distributor) (*sink.Record, bool) {
 // the reason and provenance in headers.
 func (j *job) deadLetterRecord(d *Distributor, reason string) *sink.Record {
 	d.deadLetters.Inc(1)
-	h := append(provenance(j.msg),
+	h := append(provenance(j.msg, j.cs.topicB),
 		sarama.RecordHeader{Key: hdrDLQReason, Value: []byte(reason)},
 		sarama.RecordHeader{Key: hdrDLQStage, Value: hdrDistributor},
 		sarama.RecordHeader{Key: hdrDLQTime, Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
