@@ -26,6 +26,7 @@ func BenchmarkDistributorNoop(b *testing.B) {
 	o.enrichers = ens
 	c := newCollector()
 	c.countOnly = true
+	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
 	p := startPipeline(b, brokers, topic, o, c)

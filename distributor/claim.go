@@ -18,6 +18,7 @@ type claimState struct {
 	sess      sarama.ConsumerGroupSession
 	claim     sarama.ConsumerGroupClaim
 	topic     string
+	topicB    []byte // topic, for the provenance header of every record
 	partition int32
 	slots     *semaphore.Weighted // caps the window (distributor.max_partition_in_flight)
 	group     *sarama.ConsumerGroupMetadata
@@ -27,6 +28,12 @@ type claimState struct {
 	fenced  bool
 	start   int64 // first offset read, -1 before
 	changed chan struct{}
+	// nacked is closed by the first nack of a record of this claim.
+	nacked     chan struct{}
+	nackClosed bool
+	// abort cancels the claim's context at the first nack, so a handle
+	// blocked on the full window (held by the nacked record) returns.
+	abort context.CancelFunc
 
 	// Ordered emission (distributor.ordered): records leave in offset order.
 	omu     sync.Mutex
@@ -37,8 +44,8 @@ type claimState struct {
 }
 
 func newClaimState(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, maxInFlight int64, d *Distributor) *claimState {
-	return &claimState{d: d, sess: sess, claim: claim, topic: claim.Topic(), partition: claim.Partition(),
-		slots: semaphore.NewWeighted(maxInFlight), w: newWindow(), start: -1, changed: make(chan struct{}, 1),
+	return &claimState{d: d, sess: sess, claim: claim, topic: claim.Topic(), topicB: []byte(claim.Topic()), partition: claim.Partition(),
+		slots: semaphore.NewWeighted(maxInFlight), w: newWindow(), start: -1, changed: make(chan struct{}, 1), nacked: make(chan struct{}),
 		group: &sarama.ConsumerGroupMetadata{GroupID: d.cfg.Group, GenerationID: sess.GenerationID(), MemberID: sess.MemberID()}}
 }
 
@@ -144,7 +151,17 @@ func (cs *claimState) ack(off int64, err error) {
 	if moved && !cs.d.cfg.ExternalCommit {
 		cs.sess.MarkOffset(cs.topic, cs.partition, next, "")
 	}
+	if err != nil && !cs.nackClosed {
+		cs.nackClosed = true
+		close(cs.nacked)
+		if cs.abort != nil {
+			cs.abort()
+		}
+	}
 	cs.mu.Unlock()
+	if err != nil {
+		cs.d.nacks.Inc(1)
+	}
 	if freed > 0 {
 		cs.slots.Release(int64(freed))
 	}
@@ -165,19 +182,21 @@ func (cs *claimState) inFlight() int {
 	return cs.w.inFlight()
 }
 
-// drain waits until every record read is acknowledged (true), or timeout
-// passes, a record failed, or hard closes (false).
+// drain waits until every record read has its outcome and reports whether
+// all were acknowledged (true). It gives up (false) when timeout passes or
+// hard closes. A nacked record makes the result false, but the records still
+// pending are waited for, so the commit covers as many as it can.
 func (cs *claimState) drain(timeout time.Duration, hard <-chan struct{}) bool {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	for {
 		cs.mu.Lock()
-		n, failed := cs.w.inFlight(), cs.w.failed
+		n, pending := cs.w.inFlight(), cs.w.pending
 		cs.mu.Unlock()
 		if n == 0 {
 			return true
 		}
-		if failed > 0 {
+		if pending == 0 {
 			return false
 		}
 		select {

@@ -7,7 +7,11 @@
 // Offsets: every record read is tracked per partition claim; the sink's
 // acknowledgement marks it, and the committed offset only ever moves to one
 // past the highest offset below which every record was acknowledged. A nacked
-// record holds the watermark until the claim ends, so it is redelivered.
+// record (the sink gave up on it) holds the watermark and ends its claim at
+// once: the claim drains what is still pending, commits up to the nacked
+// record, and returns, which ends the group session; the next session reads
+// the partition again from the committed offset, so the record is
+// redelivered instead of stalling its partition.
 // When a claim ends (rebalance or stop), reading it stops, its in-flight
 // records get up to distributor.drain_timeout to be acknowledged, the marks
 // are committed, and acknowledgements arriving later are fenced off.
@@ -22,16 +26,27 @@
 //	distributor.fenced        counter of acknowledgements for ended claims
 //	distributor.abandoned     counter of parked records of ended claims dropped for redelivery
 //	distributor.late_results  counter of enrichment results after their activity left
+//	distributor.nacks         counter of records the sink rejected; each ends its claim
+//	                          so the partition is read again from the committed offset
+//	distributor.double_acks   counter of acknowledgements after the first (ignored)
+//	distributor.retries_dropped counter of retries not queued: claim fenced, activity
+//	                          emitted, or an optional enrichment's deadline would pass first
+//	distributor.overloaded    counter of optional enrichments not attempted: their
+//	                          enricher had its share of the task queue (emitted
+//	                          missing, reason "overloaded")
+//	distributor.enrich.NAME.queued  gauge of NAME's tasks queued or running; for a
+//	                          required enricher, activities it holds
 //	distributor.lag           gauge: records behind the high-water marks of owned partitions
 //	distributor.partition.TOPIC.P.{lag,watermark,in_flight,buffered}
 //	                          gauges per owned partition: lag, next offset to commit,
 //	                          records between read and watermark, fetched records buffered
-//	delayqueue.*              gauges of the delay queue (len, in_use, cap, waiters, blocked_put_ns)
+//	delayqueue.*              gauges of the delay queue (len, in_use, cap, waiters, blocked_put_ns, misuse)
 //	enrich.queue.{depth,cap}  gauges of the task queue
 package distributor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -57,12 +72,24 @@ type Distributor struct {
 	sc        *sarama.Config
 	topics    []string
 	enrichers []enrich.Resolved
-	work      enrich.Queue
-	dq        *delayqueue.Queue[*job]
-	log       logrus.FieldLogger
-	reg       metrics.Registry
-	delay     atomic.Int64 // distributor.delay, tunable at run time
-	ready     atomic.Bool  // a group session is running and intake is open
+	// inline marks the optional instant enrichers (stats, noop): handle
+	// runs them at read time instead of queueing a task, so a slow
+	// enricher's tasks in the queue can never delay them.
+	inline []bool
+	// queued counts, per enricher, tasks queued or running (an attempt
+	// in flight); share is the bound for optional ones: the task queue's
+	// capacity split between the enrichers that use it. An optional
+	// task beyond its share is not queued: the enrichment is emitted
+	// missing, reason "overloaded". Required tasks are always queued
+	// (blocking), holding their activity.
+	queued []atomic.Int64
+	share  int64
+	work   enrich.Queue
+	dq     *delayqueue.Queue[*job]
+	log    logrus.FieldLogger
+	reg    metrics.Registry
+	delay  atomic.Int64 // distributor.delay, tunable at run time
+	ready  atomic.Bool  // a group session is running and intake is open
 
 	claimsMu sync.Mutex
 	claims   map[*claimState]struct{}
@@ -75,6 +102,12 @@ type Distributor struct {
 	fenced      metrics.Counter
 	abandoned   metrics.Counter
 	late        metrics.Counter
+	nacks       metrics.Counter
+	doubleAcks  metrics.Counter
+	// retriesDropped counts retries not queued: their claim was fenced,
+	// their activity emitted, or (optional) its deadline would pass first.
+	retriesDropped metrics.Counter
+	overloaded     metrics.Counter
 }
 
 // New builds a distributor reading topics from brokers. Enrichment tasks go
@@ -98,13 +131,30 @@ func New(cfg Config, brokers []string, sc *sarama.Config, topics []string, enric
 		fenced:      metrics.GetOrRegisterCounter(metricnames.DistributorFenced, reg),
 		abandoned:   metrics.GetOrRegisterCounter(metricnames.DistributorAbandoned, reg),
 		late:        metrics.GetOrRegisterCounter(metricnames.DistributorLate, reg),
+		nacks:       metrics.GetOrRegisterCounter("distributor.nacks", reg),
+		doubleAcks:  metrics.GetOrRegisterCounter("distributor.double_acks", reg),
+
+		retriesDropped: metrics.GetOrRegisterCounter("distributor.retries_dropped", reg),
 	}
+	d.queued = make([]atomic.Int64, len(enrichers))
+	nq := 0
+	for i, e := range enrichers {
+		d.inline = append(d.inline, !e.Required && enrich.Instant(e.Enricher))
+		if !d.inline[i] {
+			nq++
+		}
+		reg.GetOrRegister("distributor.enrich."+e.Name+".queued", metrics.NewFunctionalGauge(d.queued[i].Load))
+	}
+	d.share = int64(cap(work)) / int64(max(nq, 1))
+	d.share = max(d.share, 1)
+	d.overloaded = metrics.GetOrRegisterCounter("distributor.overloaded", reg)
 	d.delay.Store(int64(cfg.Delay))
 	reg.GetOrRegister(metricnames.DistributorLag, metrics.NewFunctionalGauge(d.Lag))
 	reg.GetOrRegister(metricnames.DelayQueueLen, metrics.NewFunctionalGauge(func() int64 { return int64(dq.Len()) }))
 	reg.GetOrRegister(metricnames.DelayQueueInUse, metrics.NewFunctionalGauge(func() int64 { n, _ := dq.InUse(); return n }))
 	reg.GetOrRegister(metricnames.DelayQueueCap, metrics.NewFunctionalGauge(func() int64 { n, _ := dq.Cap(); return n }))
 	reg.GetOrRegister(metricnames.DelayQueueWaiters, metrics.NewFunctionalGauge(func() int64 { return int64(dq.Waiters()) }))
+	reg.GetOrRegister("delayqueue.misuse", metrics.NewFunctionalGauge(func() int64 { return dq.Stats().Misuse }))
 	reg.GetOrRegister(metricnames.DelayQueueBlockedPutNS, metrics.NewFunctionalGauge(func() int64 { return int64(dq.Stats().BlockedPut) }))
 	reg.GetOrRegister(metricnames.EnrichQueueDepth, metrics.NewFunctionalGauge(func() int64 { return int64(len(work)) }))
 	reg.GetOrRegister(metricnames.EnrichQueueCap, metrics.NewFunctionalGauge(func() int64 { return int64(cap(work)) }))
@@ -308,7 +358,11 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	log := d.log.WithFields(logrus.Fields{"topic": claim.Topic(), "partition": claim.Partition()})
 	log.WithField("offset", claim.InitialOffset()).Debug("claim started")
 
-	ctx := sess.Context()
+	ctx, abort := context.WithCancel(sess.Context())
+	defer abort()
+	cs.mu.Lock()
+	cs.abort = abort
+	cs.mu.Unlock()
 	var err error
 read:
 	for {
@@ -323,6 +377,13 @@ read:
 		case <-ctx.Done():
 			break read
 		}
+	}
+	select {
+	case <-cs.nacked:
+		// A failed record holds the watermark: the claim (and so the
+		// session) ends, to read the partition again from it.
+		log.Warn("a record was not accepted by the sink; ending the claim to read the partition again from the committed offset")
+	default:
 	}
 	// Stop intake for this partition, give what was read a bounded time to
 	// be acknowledged, commit, then fence late acknowledgements.
@@ -349,6 +410,7 @@ func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.Cons
 	d.consumed.Mark(1)
 	j := &job{msg: m, cs: cs, read: time.Now()}
 	due := j.read.Add(d.Delay())
+	j.due = due
 	f, perr := d.cfg.parse(m)
 	if perr != nil {
 		j.deadLetter = "invalid event: " + perr.Error()
@@ -360,7 +422,11 @@ func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.Cons
 		j.rec = j.passRecord(d, f.Kind)
 	} else {
 		j.fields = f
-		j.results = make([]result, len(d.enrichers))
+		j.results = j.resBuf[:0]
+		if len(d.enrichers) > len(j.resBuf) {
+			j.results = make([]result, 0, len(d.enrichers))
+		}
+		j.results = j.results[:len(d.enrichers)]
 		j.pending = len(d.enrichers)
 		for _, e := range d.enrichers {
 			if e.Required {
@@ -368,8 +434,13 @@ func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.Cons
 			}
 		}
 	}
+	// j.mu is held until the job is tracked: an invalid event is due at
+	// once, and an emitter that takes it must not seal it before j.item,
+	// its offset and j.rec are set (seal takes j.mu).
+	j.mu.Lock()
 	it, err := d.dq.Put(ctx, j, due, int64(len(m.Value)))
 	if err != nil {
+		j.mu.Unlock()
 		// Not parked, so not tracked: the claim is ending and the record
 		// will be read again from the committed offset.
 		cs.slots.Release(1)
@@ -382,21 +453,54 @@ func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.Cons
 	cs.add(m.Offset, m.Timestamp)
 	if perr != nil {
 		j.rec = j.deadLetterRecord(d, j.deadLetter)
+		j.mu.Unlock()
 		d.dq.Complete(it)
 		return nil
 	}
 	if f.Kind != "" {
+		j.mu.Unlock()
 		d.dq.Complete(it)
 		return nil
 	}
+	j.mu.Unlock()
 	if len(d.enrichers) == 0 {
 		d.dq.Complete(it)
 		return nil
 	}
 	stop := ctx.Done()
+	// The callbacks are built only when a task is queued (or an inline
+	// attempt failed): with only inline enrichers a record costs no closure.
+	var report func(*enrich.Task, json.RawMessage, error)
+	var stale func() bool
 	for i := range d.enrichers {
-		t := &enrich.Task{Enricher: i, Activity: &j.fields, Attempt: 1, Report: j.report(d, stop)}
+		if d.inline[i] {
+			res, err := enrich.Call(ctx, d.enrichers[i].Enricher, &j.fields)
+			if err == nil {
+				if j.settle(i, res) {
+					d.dq.Complete(it)
+				}
+				continue
+			}
+			if report == nil {
+				report, stale = j.report(d, stop), j.stale
+			}
+			report(&enrich.Task{Enricher: i, Activity: &j.fields, Attempt: 1, Report: report, Stale: stale}, res, err)
+			continue
+		}
+		if report == nil {
+			report, stale = j.report(d, stop), j.stale
+		}
+		t := &enrich.Task{Enricher: i, Activity: &j.fields, Attempt: 1, Report: report, Stale: stale}
+		if !d.enrichers[i].Required && d.queued[i].Load() >= d.share {
+			d.overloaded.Inc(1)
+			if j.overloaded(i) {
+				d.dq.Complete(it)
+			}
+			continue
+		}
+		d.queued[i].Add(1)
 		if err := d.work.Push(ctx, t); err != nil {
+			d.queued[i].Add(-1)
 			// The job stays parked; its claim is ending, so it is
 			// abandoned and redelivered.
 			return err
@@ -405,11 +509,29 @@ func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.Cons
 	return nil
 }
 
-// provenance returns the provenance headers of an emitted record.
-func provenance(m *sarama.ConsumerMessage) []sarama.RecordHeader {
-	return []sarama.RecordHeader{
-		{Key: []byte("bend-source-topic"), Value: []byte(m.Topic)},
-		{Key: []byte("bend-source-partition"), Value: strconv.AppendInt(nil, int64(m.Partition), 10)},
-		{Key: []byte("bend-source-offset"), Value: strconv.AppendInt(nil, m.Offset, 10)},
-	}
+// Header keys and constant values, allocated once. Sinks only read them.
+var (
+	hdrSourceTopic     = []byte("bend-source-topic")
+	hdrSourcePartition = []byte("bend-source-partition")
+	hdrSourceOffset    = []byte("bend-source-offset")
+	hdrKind            = []byte(activity.HeaderKind)
+	hdrDLQReason       = []byte("bend-dlq-reason")
+	hdrDLQStage        = []byte("bend-dlq-stage")
+	hdrDLQTime         = []byte("bend-dlq-time")
+	hdrDistributor     = []byte("distributor")
+)
+
+// provenance returns the provenance headers of an emitted record, with room
+// for the dead-letter headers. The partition and offset values share one
+// allocation.
+func provenance(m *sarama.ConsumerMessage, topic []byte) []sarama.RecordHeader {
+	num := make([]byte, 0, 32)
+	num = strconv.AppendInt(num, int64(m.Partition), 10)
+	p := len(num)
+	num = strconv.AppendInt(num, m.Offset, 10)
+	h := make([]sarama.RecordHeader, 3, 6)
+	h[0] = sarama.RecordHeader{Key: hdrSourceTopic, Value: topic}
+	h[1] = sarama.RecordHeader{Key: hdrSourcePartition, Value: num[:p:p]}
+	h[2] = sarama.RecordHeader{Key: hdrSourceOffset, Value: num[p:]}
+	return h
 }

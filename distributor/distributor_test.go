@@ -76,6 +76,14 @@ type collector struct {
 	// countOnly skips decoding emitted records (for benchmarks): only
 	// acked counts.
 	countOnly bool
+	// nackOnce nacks the first record carrying this id.
+	nackOnce string
+	nacked   bool
+	// ackTwice acknowledges every record twice.
+	ackTwice bool
+	// status, when set, receives each emitted enrichment's status by
+	// "id/name".
+	status map[string]string
 }
 
 func newCollector() *collector { return &collector{ids: map[string]int{}} }
@@ -98,6 +106,12 @@ func (c *collector) run(in <-chan *sink.Record) {
 		c.mu.Lock()
 		if r.DeadLetter {
 			c.dead = append(c.dead, r)
+		} else if c.nackOnce != "" && !c.nacked && strings.Contains(string(r.Value), `"id":"`+c.nackOnce+`"`) {
+			c.nacked = true
+			c.mu.Unlock()
+			r.Ack(errors.New("test sink: rejected once"))
+			c.busy.Add(-1)
+			continue
 		} else {
 			var ev struct {
 				ID          string `json:"id"`
@@ -109,9 +123,12 @@ func (c *collector) run(in <-chan *sink.Record) {
 				panic(fmt.Sprintf("emitted record %q is not JSON: %v", r.Value, err))
 			}
 			c.ids[ev.ID]++
-			for _, e := range ev.Enrichments {
+			for name, e := range ev.Enrichments {
 				if e.Status == "missing" {
 					c.missing++
+				}
+				if c.status != nil {
+					c.status[ev.ID+"/"+name] = e.Status
 				}
 			}
 		}
@@ -120,16 +137,11 @@ func (c *collector) run(in <-chan *sink.Record) {
 			c.onAck(r)
 		}
 		r.Ack(nil)
+		if c.ackTwice {
+			r.Ack(nil)
+		}
 		c.acked.Add(1)
 		c.busy.Add(-1)
-	}
-}
-
-// waitIdle waits until the collector holds no record (after a crash the
-// distributor stops sending, but one record may be mid-ack).
-func (c *collector) waitIdle() {
-	for c.busy.Load() != 0 {
-		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -175,6 +187,7 @@ type pipeline struct {
 	cancel context.CancelFunc // hard stop
 	stop   context.CancelFunc // stop intake
 	done   chan error
+	sunk   chan struct{} // closed when the collector has taken every record sent to it
 }
 
 type pipeOpts struct {
@@ -214,10 +227,10 @@ func startPipeline(t testing.TB, brokers []string, topic string, o pipeOpts, c *
 	ctx, cancel := context.WithCancel(context.Background())
 	intake, stop := context.WithCancel(ctx)
 	out := make(chan *sink.Record, 16)
-	p := &pipeline{d: d, dq: dq, reg: reg, pool: pool, cancel: cancel, stop: stop, done: make(chan error, 1)}
+	p := &pipeline{d: d, dq: dq, reg: reg, pool: pool, cancel: cancel, stop: stop, done: make(chan error, 1), sunk: make(chan struct{})}
 	workCtx, stopWork := context.WithCancel(ctx)
 	go func() { _ = pool.Run(workCtx, work) }()
-	go c.run(out)
+	go func() { c.run(out); close(p.sunk) }()
 	go func() {
 		err := d.Run(ctx, intake, out)
 		stopWork()

@@ -2,9 +2,11 @@ package distributor
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -34,23 +36,46 @@ type job struct {
 	msg    *sarama.ConsumerMessage
 	cs     *claimState
 	read   time.Time
+	due    time.Time // read + distributor.delay at read time
 	fields activity.Fields
 	item   *delayqueue.Item[*job]
 
 	mu       sync.Mutex
 	sealed   bool // emitted: later results are late
 	results  []result
-	pending  int // enrichments not final
-	required int // required enrichments not final
+	resBuf   [2]result // results' storage for up to two enrichers
+	pending  int       // enrichments not final
+	required int       // required enrichments not final
 	// deadLetter, when set, is why the job goes to the dead-letter topic.
 	deadLetter string
 	rec        *sink.Record // prebuilt record for invalid input
+	acked      atomic.Bool  // the sink's acknowledgement arrived
+}
+
+// settle records a successful first attempt of optional enrichment i, run
+// inline, and reports whether that completed the job.
+func (j *job) settle(i int, res json.RawMessage) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	r := &j.results[i]
+	if j.sealed || r.status != statusPending {
+		return false
+	}
+	r.status, r.value, r.attempts = statusOK, res, 1
+	j.pending--
+	return j.pending == 0
 }
 
 // report returns the callback through which workers deliver the job's
 // enrichment attempts. stop ends pending retry hand-offs.
 func (j *job) report(d *Distributor, stop <-chan struct{}) func(*enrich.Task, json.RawMessage, error) {
 	return func(t *enrich.Task, res json.RawMessage, err error) {
+		if !d.inline[t.Enricher] || t.Attempt > 1 {
+			d.queued[t.Enricher].Add(-1)
+		}
+		if errors.Is(err, enrich.ErrStale) {
+			return // the job has left; nothing to record
+		}
 		spec := d.enrichers[t.Enricher].Spec
 		j.mu.Lock()
 		if j.sealed {
@@ -67,11 +92,13 @@ func (j *job) report(d *Distributor, stop <-chan struct{}) func(*enrich.Task, js
 		switch {
 		case err == nil:
 			r.status, r.value = statusOK, res
-		case t.Attempt < spec.MaxAttempts:
+		case t.Attempt < spec.MaxAttempts && (spec.Required || time.Now().Add(backoff(t, spec)).Before(j.due)):
+			// An optional enrichment is retried only if the retry can
+			// start before its activity's deadline.
 			r.err = err
 			j.mu.Unlock()
 			d.retries.Inc(1)
-			d.retry(t, spec, stop)
+			d.retry(j, t, spec, stop)
 			return
 		default:
 			r.status, r.err = statusFailed, err
@@ -91,16 +118,55 @@ func (j *job) report(d *Distributor, stop <-chan struct{}) func(*enrich.Task, js
 	}
 }
 
-// retry queues the task's next attempt after its backoff.
-func (d *Distributor) retry(t *enrich.Task, spec enrich.Spec, stop <-chan struct{}) {
-	backoff := spec.Backoff << min(t.Attempt-1, 16)
-	backoff = min(backoff, 10*time.Second)
+// errOverloaded marks an optional enrichment not attempted because its
+// enricher already had its share of the task queue.
+var errOverloaded = errors.New("overloaded")
+
+// overloaded records enrichment i of j as missing, not attempted, because
+// its share of the task queue was full. It reports whether that completed j.
+func (j *job) overloaded(i int) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	r := &j.results[i]
+	r.status, r.err = statusFailed, errOverloaded
+	j.pending--
+	return j.pending == 0
+}
+
+// backoff is the wait before the attempt after t: spec.Backoff doubled per
+// attempt made, capped at 10s.
+func backoff(t *enrich.Task, spec enrich.Spec) time.Duration {
+	return min(spec.Backoff<<min(t.Attempt-1, 16), 10*time.Second)
+}
+
+// stale reports whether the job has left: emitted, or its claim fenced (it
+// is then abandoned). Workers drop its tasks unrun.
+func (j *job) stale() bool {
+	j.mu.Lock()
+	sealed := j.sealed
+	j.mu.Unlock()
+	return sealed || j.cs.isFenced()
+}
+
+// retry queues the task's next attempt after its backoff, unless by then
+// the job's claim was fenced or the job emitted: such a retry is dropped and
+// counted in distributor.retries_dropped.
+func (d *Distributor) retry(j *job, t *enrich.Task, spec enrich.Spec, stop <-chan struct{}) {
 	next := *t
 	next.Attempt++
-	time.AfterFunc(backoff, func() {
+	time.AfterFunc(backoff(t, spec), func() {
+		j.mu.Lock()
+		gone := j.sealed
+		j.mu.Unlock()
+		if gone || j.cs.isFenced() {
+			d.retriesDropped.Inc(1)
+			return
+		}
+		d.queued[next.Enricher].Add(1)
 		select {
 		case d.work <- &next:
 		case <-stop:
+			d.queued[next.Enricher].Add(-1)
 		}
 	})
 }
@@ -138,7 +204,10 @@ func (j *job) seal(d *Distributor) (*sink.Record, bool) {
 		default:
 			d.missing.Inc(1)
 			reason := "deadline"
-			if r.err != nil {
+			switch {
+			case errors.Is(r.err, errOverloaded):
+				reason = "overloaded"
+			case r.err != nil:
 				reason = r.err.Error()
 			}
 			enr = append(enr, `{"status":"missing","reason":`...)
@@ -152,7 +221,7 @@ func (j *job) seal(d *Distributor) (*sink.Record, bool) {
 	return &sink.Record{
 		Key:       j.msg.Key,
 		Value:     activity.WithEnrichments(j.msg.Value, enr),
-		Headers:   provenance(j.msg),
+		Headers:   provenance(j.msg, j.cs.topicB),
 		Timestamp: j.msg.Timestamp,
 		Ack:       j.ackFunc(d),
 		Source:    j.source(),
@@ -163,23 +232,33 @@ func (j *job) seal(d *Distributor) (*sink.Record, bool) {
 // the reason and provenance in headers.
 func (j *job) deadLetterRecord(d *Distributor, reason string) *sink.Record {
 	d.deadLetters.Inc(1)
-	h := append(provenance(j.msg),
-		sarama.RecordHeader{Key: []byte("bend-dlq-reason"), Value: []byte(reason)},
-		sarama.RecordHeader{Key: []byte("bend-dlq-stage"), Value: []byte("distributor")},
-		sarama.RecordHeader{Key: []byte("bend-dlq-time"), Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
+	h := append(provenance(j.msg, j.cs.topicB),
+		sarama.RecordHeader{Key: hdrDLQReason, Value: []byte(reason)},
+		sarama.RecordHeader{Key: hdrDLQStage, Value: hdrDistributor},
+		sarama.RecordHeader{Key: hdrDLQTime, Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
 	)
 	return &sink.Record{Key: j.msg.Key, Value: j.msg.Value, Headers: h, Timestamp: j.msg.Timestamp, DeadLetter: true, Ack: j.ackFunc(d), Source: j.source()}
 }
 
-// source names the input record, for sinks that commit offsets themselves.
+// source names the input record, for sinks that commit offsets themselves
+// (exactly-once mode, where the distributor's commit is external); nil
+// otherwise, saving an allocation per record.
 func (j *job) source() *sink.Source {
+	if !j.cs.d.cfg.ExternalCommit {
+		return nil
+	}
 	return &sink.Source{Topic: j.msg.Topic, Partition: j.msg.Partition, Offset: j.msg.Offset, Group: j.cs.group}
 }
 
 // ackFunc returns the sink acknowledgement of this job: it frees the job's
-// delay-queue capacity and marks its offset.
+// delay-queue capacity and marks its offset. Only the first call counts; a
+// later one is ignored and counted in distributor.double_acks.
 func (j *job) ackFunc(d *Distributor) func(error) {
 	return func(err error) {
+		if !j.acked.CompareAndSwap(false, true) {
+			d.doubleAcks.Inc(1)
+			return
+		}
 		d.dq.Release(j.item)
 		d.inflight.Dec(1)
 		j.cs.ack(j.msg.Offset, err)

@@ -60,14 +60,25 @@ func TestOrderedKeepsPerKeyOrder(t *testing.T) {
 			c := newCollector()
 			last := map[string]int{}
 			inversions := 0
+			seen := map[string]bool{}
+			redelivered := 0
 			c.onAck = func(r *sink.Record) {
 				var ev struct {
+					ID   string `json:"id"`
 					Key  string `json:"key"`
 					KSeq int    `json:"kseq"`
 				}
 				if err := json.Unmarshal(r.Value, &ev); err != nil {
 					panic(err)
 				}
+				// A record delivered again (a session restarted on a
+				// loaded box and the partition was read from its
+				// committed offset) is a duplicate, not an inversion.
+				if seen[ev.ID] {
+					redelivered++
+					return
+				}
+				seen[ev.ID] = true
 				if prev, ok := last[ev.Key]; ok && ev.KSeq < prev {
 					inversions++
 				}
@@ -79,7 +90,7 @@ func TestOrderedKeepsPerKeyOrder(t *testing.T) {
 			if err := pl.shutdown(t); err != nil {
 				t.Fatalf("Run: %v", err)
 			}
-			t.Logf("ordered=%v: %d per-key inversions", ordered, inversions)
+			t.Logf("ordered=%v: %d per-key inversions, %d redelivered", ordered, inversions, redelivered)
 			if ordered && inversions != 0 {
 				t.Fatalf("%d per-key order inversions with distributor.ordered", inversions)
 			}

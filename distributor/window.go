@@ -7,14 +7,16 @@ package distributor
 // It is pure: no locks, no goroutines, no clock. Offsets passed to add must
 // strictly increase (they come from one partition's fetch stream); gaps are
 // fine (compaction, transaction markers). A failed record is never passed
-// over: it holds the watermark until the claim ends.
+// over: it holds the watermark until the claim ends (the distributor ends the
+// claim at the first failure, so the record is read again).
 type window struct {
-	offs   []int64 // read order; offs[head:] are in flight
-	ts     []int64 // parallel to offs: record timestamps, Unix nanoseconds
-	state  []uint8 // parallel to offs
-	head   int
-	next   int64 // offset to commit next; -1 until the first record is acked
-	failed int   // records nacked and still holding the watermark
+	offs    []int64 // read order; offs[head:] are in flight
+	ts      []int64 // parallel to offs: record timestamps, Unix nanoseconds
+	state   []uint8 // parallel to offs
+	head    int
+	next    int64 // offset to commit next; -1 until the first record is acked
+	failed  int   // records nacked and still holding the watermark
+	pending int   // records with no outcome yet
 }
 
 const (
@@ -39,6 +41,7 @@ func (w *window) add(off, ts int64) {
 	w.offs = append(w.offs, off)
 	w.ts = append(w.ts, ts)
 	w.state = append(w.state, pending)
+	w.pending++
 }
 
 // oldest returns the timestamp of the record holding the watermark: the
@@ -58,6 +61,7 @@ func (w *window) ack(off int64, ok bool) (next int64, moved, known bool) {
 	if i < 0 || w.state[i] != pending {
 		return w.next, false, false
 	}
+	w.pending--
 	if !ok {
 		w.state[i] = failed
 		w.failed++

@@ -5,13 +5,18 @@
 // Work flows as tasks on one bounded Queue. Workers pull a task when they are
 // free, so any worker can serve any partition's activity and a hot key never
 // leaves workers idle. Each task carries its own Report callback; the
-// distributor rejoins results with the parked activity through it.
+// distributor rejoins results with the parked activity through it. A task
+// whose activity has left (Task.Stale) is dropped before it runs. The
+// distributor runs optional instant enrichers (stats, noop; see Instant)
+// inline when it reads the activity, so a slow enricher's tasks never delay
+// them; their attempts are not counted in enrich.NAME.latency.
 //
 // Metrics (go-metrics names, per enricher NAME):
 //
 //	enrich.NAME.latency   timer of successful attempts
 //	enrich.NAME.errors    counter of failed attempts (timeouts included)
 //	enrich.NAME.timeouts  counter of attempts that hit the timeout
+//	enrich.NAME.stale     counter of tasks dropped unrun: their activity had left
 //	enrich.busy           counter (used as a gauge) of workers running an enricher
 //	enrich.utilisation    gauge: busy workers as a percentage of enrich.workers
 package enrich
@@ -104,6 +109,9 @@ type Config struct {
 	// Workers is the number of in-process workers pulling tasks. Default 4.
 	Workers int `mapstructure:"workers"`
 	// QueueSize bounds the task queue shared by all workers. Default 1024.
+	// Each enricher that queues tasks (all but the optional stats and noop,
+	// which run inline) gets an equal share of it; an optional enrichment
+	// beyond its share is emitted missing, reason "overloaded".
 	QueueSize int `mapstructure:"queue_size"`
 	// Enrichers lists the enrichments computed for every activity, in the
 	// order they appear in the emitted event. Default: one optional "stats".
@@ -159,6 +167,42 @@ func (c Config) Validate() error {
 		}
 		if s.Adaptive && s.Concurrency == 0 {
 			errs = append(errs, fmt.Errorf("%s.adaptive: needs concurrency, the upper bound", key))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ValidateBudget reports, by config.yaml key, every optional enricher whose
+// settings cannot finish inside delay (distributor.delay), the time its
+// activity is parked: an attempt may use its whole timeout, so a timeout
+// longer than delay is missing whenever it is needed (stats and noop never
+// wait, so their timeout does not count); and the first retry
+// starts no earlier than backoff after the activity was read, so with
+// max_attempts above 1 a backoff of delay or more is never used. Required
+// enrichers hold their activity past delay (up to max_attempts attempts and
+// their backoffs) and are not bound by it. A non-positive delay is left to
+// the distributor's own validation.
+func (c Config) ValidateBudget(delay time.Duration) error {
+	if delay <= 0 {
+		return nil
+	}
+	var errs []error
+	for i, s := range c.Enrichers {
+		s = s.withDefaults()
+		if s.Required {
+			continue
+		}
+		key := fmt.Sprintf("enrich.enrichers[%d]", i)
+		// An instant enricher (stats, noop) never uses its timeout and
+		// never fails, so neither its timeout nor its backoff matters.
+		if s.Type == "stats" || s.Type == "noop" {
+			continue
+		}
+		if s.Timeout > delay {
+			errs = append(errs, fmt.Errorf("%s.timeout: %s is longer than distributor.delay (%s), so an attempt that needs it is always emitted missing; shorten it or raise the delay", key, s.Timeout, delay))
+		}
+		if s.MaxAttempts > 1 && s.Backoff >= delay {
+			errs = append(errs, fmt.Errorf("%s.backoff: %s is not shorter than distributor.delay (%s), so no retry can start before the activity is emitted; shorten it or set max_attempts: 1", key, s.Backoff, delay))
 		}
 	}
 	return errors.Join(errs...)

@@ -27,6 +27,11 @@ type Task struct {
 	Attempt int
 	// Report receives the attempt's result. It must not block for long.
 	Report func(t *Task, res json.RawMessage, err error)
+	// Stale, if set, reports whether the task's activity has already left
+	// (emitted, abandoned, or its claim fenced). Workers, local and remote,
+	// drop a stale task before running it, reporting ErrStale, and count
+	// it in enrich.NAME.stale. It must be cheap and must not block.
+	Stale func() bool
 }
 
 // Queue is the bounded task queue that every worker, local or remote, pulls
@@ -50,6 +55,10 @@ func (q Queue) Push(ctx context.Context, t *Task) error {
 // ErrTimeout is reported for an attempt that ran past its enricher's timeout.
 var ErrTimeout = errors.New("enrich: attempt timed out")
 
+// ErrStale is reported, instead of running the attempt, for a task whose
+// activity had already left (Task.Stale).
+var ErrStale = errors.New("enrich: activity already left; attempt not run")
+
 // ErrLeaseExpired is reported for an attempt leased to a remote worker that
 // neither answered nor heartbeated in time (it died, stalled or lost the
 // network).
@@ -64,6 +73,7 @@ type Pool struct {
 	latency   []metrics.Timer
 	errs      []metrics.Counter
 	timeouts  []metrics.Counter
+	stale     []metrics.Counter
 	// timed is false for the instant enrichers (noop, stats): they run
 	// without a per-attempt deadline, whose timer would cost more than they do.
 	timed []bool
@@ -91,10 +101,25 @@ func NewPool(workers int, enrichers []Resolved, log logrus.FieldLogger, reg metr
 		p.latency = append(p.latency, metricsutil.GetOrRegisterTimer(metricnames.Enricher(e.Name, metricnames.EnricherLatency), reg))
 		p.errs = append(p.errs, metrics.GetOrRegisterCounter(metricnames.Enricher(e.Name, metricnames.EnricherErrors), reg))
 		p.timeouts = append(p.timeouts, metrics.GetOrRegisterCounter(metricnames.Enricher(e.Name, metricnames.EnricherTimeouts), reg))
-		_, instant := e.Enricher.(instantFunc)
-		p.timed = append(p.timed, !instant)
+		p.stale = append(p.stale, metrics.GetOrRegisterCounter(metricnames.Enricher(e.Name, "stale"), reg))
+		p.timed = append(p.timed, !Instant(e.Enricher))
 	}
 	return p
+}
+
+// Instant reports whether e never waits and finishes in microseconds (the
+// built-in stats and noop), bare or as Build wraps it, without a concurrency
+// bound (a bound's wait needs a deadline). Such an enricher runs without a
+// per-attempt timer, and the distributor may run it inline with Call.
+func Instant(e Enricher) bool {
+	if l, ok := e.(*limited); ok {
+		if l.slots != nil {
+			return false
+		}
+		e = l.e
+	}
+	_, instant := e.(instantFunc)
+	return instant
 }
 
 // Busy returns how many workers are running an enricher right now.
@@ -177,8 +202,15 @@ func (p *Pool) Run(ctx context.Context, q Queue) error {
 	}
 }
 
-// Do runs one attempt of t and reports its result through t.Report.
+// Do runs one attempt of t and reports its result through t.Report, unless
+// t is stale: then it reports ErrStale without running it, counted in
+// enrich.NAME.stale.
 func (p *Pool) Do(ctx context.Context, t *Task) {
+	if t.Stale != nil && t.Stale() {
+		p.stale[t.Enricher].Inc(1)
+		t.Report(t, nil, ErrStale)
+		return
+	}
 	e := p.enrichers[t.Enricher]
 	p.busy.Inc(1)
 	start := time.Now()
@@ -203,6 +235,12 @@ func (p *Pool) Do(ctx context.Context, t *Task) {
 		p.errs[t.Enricher].Inc(1)
 	}
 	t.Report(t, res, err)
+}
+
+// Call runs one attempt of e on a, turning a panic into an error, for
+// callers that run instant enrichers inline instead of queueing a Task.
+func Call(ctx context.Context, e Enricher, a *activity.Fields) (json.RawMessage, error) {
+	return safeEnrich(ctx, e, a)
 }
 
 // safeEnrich turns an enricher's panic into an error, so one bad activity

@@ -30,6 +30,7 @@ package enrich
 //	enrich.remote.expired  counter of leases that expired (reported as failed attempts)
 //	enrich.remote.results  counter of results accepted and reported
 //	enrich.remote.stale    counter of results for unknown or expired leases, ignored
+//	enrich.remote.dropped  counter of tasks not leased: their activity had left
 //	enrich.remote.leases   gauge of leases held now
 
 import (
@@ -173,6 +174,7 @@ type Server struct {
 	stopMu sync.Once
 
 	leased, expired, results, stale metrics.Counter
+	dropped                         metrics.Counter // tasks whose activity had left, not leased
 
 	mu     sync.Mutex
 	leases map[string]*lease
@@ -192,6 +194,7 @@ func NewServer(cfg RemoteConfig, q Queue, enrichers []Resolved, log logrus.Field
 		expired: metrics.GetOrRegisterCounter(metricnames.EnrichRemoteExpired, reg),
 		results: metrics.GetOrRegisterCounter(metricnames.EnrichRemoteResults, reg),
 		stale:   metrics.GetOrRegisterCounter(metricnames.EnrichRemoteStale, reg),
+		dropped: metrics.GetOrRegisterCounter("enrich.remote.dropped", reg),
 	}
 	for _, e := range enrichers {
 		s.names = append(s.names, e.Name)
@@ -376,6 +379,17 @@ more:
 			break more
 		}
 	}
+	// Tasks whose activity has left are dropped, never leased.
+	live := tasks[:0]
+	for _, t := range tasks {
+		if t.Stale != nil && t.Stale() {
+			s.dropped.Inc(1)
+			t.Report(t, nil, ErrStale)
+			continue
+		}
+		live = append(live, t)
+	}
+	tasks = live
 	// Register the leases before answering: if the answer never arrives,
 	// they expire and the tasks are retried as their next attempt.
 	resp := leaseResponse{TTLMS: s.ttl.Milliseconds(), Tasks: make([]remoteTask, 0, len(tasks))}

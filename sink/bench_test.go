@@ -39,6 +39,7 @@ func BenchmarkSinkKafka(b *testing.B) {
 			var mu sync.Mutex
 			var failed error
 			wg.Add(b.N)
+			b.ReportAllocs()
 			b.ResetTimer()
 			start := time.Now()
 			for i := range b.N {

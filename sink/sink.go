@@ -11,6 +11,7 @@
 //	sink.emitted         meter of records accepted by every output
 //	sink.dead_letters    meter of records written to the dead-letter topic
 //	sink.failed          counter of records nacked (only at a forced stop)
+//	sink.double_done     counter of output completions beyond a record's outputs (ignored)
 //	sink.kafka.retries   counter of Kafka produce retries
 //	sink.kafka.txn_commits, sink.kafka.txn_aborts  exactly-once transactions
 //	sink.kafka.txn_produce_errors  counter of records a transaction failed to write (logged once per transaction)
@@ -55,12 +56,21 @@ type Record struct {
 	sink    *Sink // set by Sink.send; counts the outcome in done
 }
 
-// done is called by each output once; the last one acks upstream.
+// done is called by each output once; the last one acks upstream. A call
+// beyond the outputs' count is ignored and counted in sink.double_done, so a
+// defective output can neither ack a record twice nor ack it early.
 func (r *Record) done(err error) {
 	if err != nil {
 		r.err.CompareAndSwap(nil, &err)
 	}
-	if r.pending.Add(-1) == 0 {
+	left := r.pending.Add(-1)
+	if left < 0 {
+		if r.sink != nil {
+			r.sink.doubleDone.Inc(1)
+		}
+		return
+	}
+	if left == 0 {
 		var final error
 		if p := r.err.Load(); p != nil {
 			final = *p
@@ -137,6 +147,7 @@ type Sink struct {
 	emitted      metrics.Meter
 	dead         metrics.Meter
 	failed       metrics.Counter
+	doubleDone   metrics.Counter
 	latency      metrics.Histogram
 }
 
@@ -152,7 +163,9 @@ func New(cfg Config, brokers []string, producerCfg *sarama.Config, outputTopic, 
 		emitted: metrics.GetOrRegisterMeter(metricnames.SinkEmitted, reg),
 		dead:    metrics.GetOrRegisterMeter(metricnames.SinkDeadLetters, reg),
 		failed:  metrics.GetOrRegisterCounter(metricnames.SinkFailed, reg),
-		latency: metricsutil.GetOrRegisterHistogram(metricnames.SinkLatency, reg),
+
+		doubleDone: metrics.GetOrRegisterCounter("sink.double_done", reg),
+		latency:    metricsutil.GetOrRegisterHistogram(metricnames.SinkLatency, reg),
 	}
 	if cfg.Kafka.ExactlyOnce {
 		if cfg.Kafka.TransactionalID == "" {
@@ -212,10 +225,29 @@ func (s *Sink) Run(ctx context.Context, in <-chan *Record) error {
 				return nil
 			}
 			if err := s.send(ctx, r); err != nil {
+				s.nackRest(in, err)
 				return err
 			}
 		case <-ctx.Done():
+			s.nackRest(in, ctx.Err())
 			return ctx.Err()
+		}
+	}
+}
+
+// nackRest nacks, with err, the records already waiting in in at a hard
+// stop, so none is left without an outcome. It does not wait for more.
+func (s *Sink) nackRest(in <-chan *Record, err error) {
+	for {
+		select {
+		case r, ok := <-in:
+			if !ok {
+				return
+			}
+			s.failed.Inc(1)
+			r.Ack(err)
+		default:
+			return
 		}
 	}
 }

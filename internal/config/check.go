@@ -177,6 +177,22 @@ func suggestKey(key string, known map[string]any) string {
 	return ""
 }
 
+// toolEnv reports whether k is a variable of bend's test and broker
+// tooling (BEND_TEST_*, scripts/kafka's BEND_KAFKA_* settings), which shares
+// the prefix but is not configuration.
+func toolEnv(k string) bool {
+	if strings.HasPrefix(k, "BEND_TEST_") {
+		return true
+	}
+	switch k {
+	case "BEND_KAFKA_CACHE", "BEND_KAFKA_STATE", "BEND_KAFKA_HEAP_OPTS", "BEND_KAFKA_JVM_OPTS",
+		"BEND_KAFKA_EXTRA_CONFIG", "BEND_KAFKA_START_TIMEOUT", "BEND_KAFKA_SECURITY",
+		"BEND_KAFKA_PROXY_PORT", "BEND_KAFKA_SCRIPT":
+		return true
+	}
+	return false
+}
+
 // unknownEnv warns about BEND_ variables that set no key.
 func unknownEnv(environ []string, known map[string]any) []string {
 	names := map[string]bool{}
@@ -189,7 +205,7 @@ func unknownEnv(environ []string, known map[string]any) []string {
 	var warns []string
 	for _, kv := range environ {
 		k, _, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(k, "BEND_") || names[k] {
+		if !strings.HasPrefix(k, "BEND_") || names[k] || toolEnv(k) {
 			continue
 		}
 		w := fmt.Sprintf("%s is set but names no configuration key; it is ignored", k)

@@ -87,6 +87,7 @@ func (c Config) Validate() error {
 	errs := []error{
 		c.Kafka.Validate(), c.Ingest.Validate(), c.Distributor.Validate(),
 		c.DelayQueue.Validate(), c.Enrich.Validate(), c.Sink.Validate(), c.Admin.Validate(),
+		c.Enrich.ValidateBudget(c.Distributor.Delay),
 	}
 	if _, err := logrus.ParseLevel(c.Log.Level); err != nil {
 		errs = append(errs, fmt.Errorf("log.level: %w", err))

@@ -148,6 +148,7 @@ func TestUnknownEnvWarned(t *testing.T) {
 		want    []string
 	}{
 		{"known variable", []string{"BEND_ENRICH_WORKERS=3", "HOME=/x"}, nil},
+		{"tooling variables", []string{"BEND_TEST_BROKERS=127.0.0.1:9092", "BEND_KAFKA_STATE=/tmp/k", "BEND_KAFKA_CACHE=/tmp/c"}, nil},
 		{"typo", []string{"BEND_ENRICH_WORKRES=3"},
 			[]string{"BEND_ENRICH_WORKRES is set but names no configuration key; it is ignored (did you mean BEND_ENRICH_WORKERS?)"}},
 		{"far from every key", []string{"BEND_XYZZY_PLUGH_FROTZ_WIBBLE=1"},

@@ -9,7 +9,7 @@
 //
 //	go run ./bench/cmd/bendbench [flags] SCENARIO...
 //
-// Scenarios: steady, steady40, steady60, spike, seedspike, spikecap, drain, iobound, zipf (see scenarios below). Without
+// Scenarios: bare (the baseline consume-produce loop, run in-process; see bare.go), steady, steady40, steady60, spike, seedspike, spikecap, drain, iobound, zipf (see scenarios below). Without
 // --brokers it starts a broker with scripts/kafka (state in --kafka-state) and
 // stops it at the end.
 package main
@@ -143,7 +143,7 @@ func main() {
 		names = []string{"steady", "steady40", "spike", "spikecap", "drain", "iobound", "zipf"}
 	}
 	for _, n := range names {
-		if _, ok := scenarios[n]; !ok {
+		if _, ok := scenarios[n]; !ok && n != "bare" {
 			log.Fatalf("unknown scenario %q", n)
 		}
 	}
@@ -176,6 +176,17 @@ func main() {
 	log.Printf("broker %s", addr)
 
 	for _, n := range names {
+		if n == "bare" { // the baseline loop for drain's ratios (bare.go)
+			r, err := runBare(addr, int64(float64(scenarios["drain"].Limit)**limitScale), *timeout)
+			if err != nil {
+				log.Printf("bare: %v", err)
+				continue
+			}
+			b, _ := json.MarshalIndent(r, "", "  ")
+			must(os.WriteFile(filepath.Join(*out, "bare.json"), b, 0o644))
+			log.Printf("bare: %d records at %.0f/s, %.2f CPU-seconds per million records", r.Records, r.Rate, r.CPUPerMSec)
+			continue
+		}
 		sc := scenarios[n]
 		sc.Limit = int64(float64(sc.Limit) * *limitScale)
 		s, err := runScenario(sc, addr, bin, *work, *timeout)
@@ -191,6 +202,9 @@ func main() {
 		log.Printf("%s: ingest %.0f/s emit %.0f/s lost %d dup %d p50 %.1f ms p99 %.1f ms p99.9 %.1f ms (after %s warm-up: %.1f / %.1f / %.1f ms) max lag %d peak RSS %.0f MB (heap %.0f MB) CPU %.0f%%",
 			n, s.IngestRate, s.EmitRate, s.Lost, s.Duplicated, s.LatencyMS["p50"], s.LatencyMS["p99"], s.LatencyMS["p99.9"],
 			warmup, s.LatencySteadyMS["p50"], s.LatencySteadyMS["p99"], s.LatencySteadyMS["p99.9"], s.MaxLag, s.PeakRSSMB, s.PeakHeapMB, s.MeanCPUPct)
+		if s.EmitRate > 0 { // mean CPU while emitting over the emit rate: comparable with bare's figure
+			log.Printf("%s: %.2f CPU-seconds per million records", n, s.MeanCPUPct/100/s.EmitRate*1e6)
+		}
 	}
 }
 
