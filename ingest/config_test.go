@@ -35,6 +35,14 @@ func TestConfigValidateNamesTheKey(t *testing.T) {
 			c.HTTP = HTTPConfig{Enabled: true, Addr: "nohost", Path: "v1", MaxBodyBytes: c.MaxBufferedBytes + 1, AdmitWait: -1}
 		}, []string{"ingest.http.addr", "ingest.http.path", "ingest.http.max_body_bytes", "ingest.http.admit_wait",
 			"ingest.http.retry_after", "ingest.http.ack_timeout", "ingest.http.read_timeout"}},
+		{"http transfer rate", func(c *Config) {
+			c.HTTP.Enabled, c.HTTP.MinBytesPerSecond, c.HTTP.MinRateWindow = true, 100, 0
+		}, []string{"ingest.http.min_rate_window"}},
+		{"negative http transfer rate", func(c *Config) { c.HTTP.Enabled, c.HTTP.MinBytesPerSecond = true, -1 },
+			[]string{"ingest.http.min_bytes_per_second"}},
+		{"no minimum rate needs no window", func(c *Config) {
+			c.HTTP.Enabled, c.HTTP.MinBytesPerSecond, c.HTTP.MinRateWindow = true, 0, 0
+		}, nil},
 		{"files", func(c *Config) { c.Files = FilesConfig{Paths: []string{"-", "", "-"}, Progress: -1} },
 			[]string{"ingest.files.paths[1]", "ingest.files.paths[2]", "ingest.files.progress"}},
 		{"synthetic", func(c *Config) { c.Synthetic.Rate = -1 }, []string{"ingest.synthetic.rate"}},
