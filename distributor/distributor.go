@@ -34,7 +34,7 @@
 //	distributor.overloaded    counter of optional enrichments not attempted: their
 //	                          enricher had its share of the task queue (emitted
 //	                          missing, reason "overloaded")
-//	distributor.enrich.NAME.queued  gauge of NAME's tasks queued or running; for a
+//	enrich.NAME.queued        gauge of NAME's tasks queued or running; for a
 //	                          required enricher, activities it holds
 //	distributor.lag           gauge: records behind the high-water marks of owned partitions
 //	distributor.partition.TOPIC.P.{lag,watermark,in_flight,buffered}
@@ -131,10 +131,10 @@ func New(cfg Config, brokers []string, sc *sarama.Config, topics []string, enric
 		fenced:      metrics.GetOrRegisterCounter(metricnames.DistributorFenced, reg),
 		abandoned:   metrics.GetOrRegisterCounter(metricnames.DistributorAbandoned, reg),
 		late:        metrics.GetOrRegisterCounter(metricnames.DistributorLate, reg),
-		nacks:       metrics.GetOrRegisterCounter("distributor.nacks", reg),
-		doubleAcks:  metrics.GetOrRegisterCounter("distributor.double_acks", reg),
+		nacks:       metrics.GetOrRegisterCounter(metricnames.DistributorNacks, reg),
+		doubleAcks:  metrics.GetOrRegisterCounter(metricnames.DistributorDoubleAcks, reg),
 
-		retriesDropped: metrics.GetOrRegisterCounter("distributor.retries_dropped", reg),
+		retriesDropped: metrics.GetOrRegisterCounter(metricnames.DistributorRetriesDropped, reg),
 	}
 	d.queued = make([]atomic.Int64, len(enrichers))
 	nq := 0
@@ -143,18 +143,18 @@ func New(cfg Config, brokers []string, sc *sarama.Config, topics []string, enric
 		if !d.inline[i] {
 			nq++
 		}
-		reg.GetOrRegister("distributor.enrich."+e.Name+".queued", metrics.NewFunctionalGauge(d.queued[i].Load))
+		reg.GetOrRegister(metricnames.Enricher(e.Name, metricnames.EnricherQueued), metrics.NewFunctionalGauge(d.queued[i].Load))
 	}
 	d.share = int64(cap(work)) / int64(max(nq, 1))
 	d.share = max(d.share, 1)
-	d.overloaded = metrics.GetOrRegisterCounter("distributor.overloaded", reg)
+	d.overloaded = metrics.GetOrRegisterCounter(metricnames.DistributorOverloaded, reg)
 	d.delay.Store(int64(cfg.Delay))
 	reg.GetOrRegister(metricnames.DistributorLag, metrics.NewFunctionalGauge(d.Lag))
 	reg.GetOrRegister(metricnames.DelayQueueLen, metrics.NewFunctionalGauge(func() int64 { return int64(dq.Len()) }))
 	reg.GetOrRegister(metricnames.DelayQueueInUse, metrics.NewFunctionalGauge(func() int64 { n, _ := dq.InUse(); return n }))
 	reg.GetOrRegister(metricnames.DelayQueueCap, metrics.NewFunctionalGauge(func() int64 { n, _ := dq.Cap(); return n }))
 	reg.GetOrRegister(metricnames.DelayQueueWaiters, metrics.NewFunctionalGauge(func() int64 { return int64(dq.Waiters()) }))
-	reg.GetOrRegister("delayqueue.misuse", metrics.NewFunctionalGauge(func() int64 { return dq.Stats().Misuse }))
+	reg.GetOrRegister(metricnames.DelayQueueMisuse, metrics.NewFunctionalGauge(func() int64 { return dq.Stats().Misuse }))
 	reg.GetOrRegister(metricnames.DelayQueueBlockedPutNS, metrics.NewFunctionalGauge(func() int64 { return int64(dq.Stats().BlockedPut) }))
 	reg.GetOrRegister(metricnames.EnrichQueueDepth, metrics.NewFunctionalGauge(func() int64 { return int64(len(work)) }))
 	reg.GetOrRegister(metricnames.EnrichQueueCap, metrics.NewFunctionalGauge(func() int64 { return int64(cap(work)) }))

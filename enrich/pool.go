@@ -101,7 +101,7 @@ func NewPool(workers int, enrichers []Resolved, log logrus.FieldLogger, reg metr
 		p.latency = append(p.latency, metricsutil.GetOrRegisterTimer(metricnames.Enricher(e.Name, metricnames.EnricherLatency), reg))
 		p.errs = append(p.errs, metrics.GetOrRegisterCounter(metricnames.Enricher(e.Name, metricnames.EnricherErrors), reg))
 		p.timeouts = append(p.timeouts, metrics.GetOrRegisterCounter(metricnames.Enricher(e.Name, metricnames.EnricherTimeouts), reg))
-		p.stale = append(p.stale, metrics.GetOrRegisterCounter(metricnames.Enricher(e.Name, "stale"), reg))
+		p.stale = append(p.stale, metrics.GetOrRegisterCounter(metricnames.Enricher(e.Name, metricnames.EnricherStale), reg))
 		p.timed = append(p.timed, !Instant(e.Enricher))
 	}
 	return p

@@ -194,7 +194,7 @@ func NewServer(cfg RemoteConfig, q Queue, enrichers []Resolved, log logrus.Field
 		expired: metrics.GetOrRegisterCounter(metricnames.EnrichRemoteExpired, reg),
 		results: metrics.GetOrRegisterCounter(metricnames.EnrichRemoteResults, reg),
 		stale:   metrics.GetOrRegisterCounter(metricnames.EnrichRemoteStale, reg),
-		dropped: metrics.GetOrRegisterCounter("enrich.remote.dropped", reg),
+		dropped: metrics.GetOrRegisterCounter(metricnames.EnrichRemoteDropped, reg),
 	}
 	for _, e := range enrichers {
 		s.names = append(s.names, e.Name)

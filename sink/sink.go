@@ -164,7 +164,7 @@ func New(cfg Config, brokers []string, producerCfg *sarama.Config, outputTopic, 
 		dead:    metrics.GetOrRegisterMeter(metricnames.SinkDeadLetters, reg),
 		failed:  metrics.GetOrRegisterCounter(metricnames.SinkFailed, reg),
 
-		doubleDone: metrics.GetOrRegisterCounter("sink.double_done", reg),
+		doubleDone: metrics.GetOrRegisterCounter(metricnames.SinkDoubleDone, reg),
 		latency:    metricsutil.GetOrRegisterHistogram(metricnames.SinkLatency, reg),
 	}
 	if cfg.Kafka.ExactlyOnce {

@@ -65,23 +65,28 @@ func Source(source, what string) string { return "ingest." + source + "." + what
 
 // Names registered by the distributor and the delay queue it owns.
 const (
-	DistributorConsumed    = "distributor.consumed"
-	DistributorInflight    = "distributor.inflight"
-	DistributorDeadLetters = "distributor.dead_letters"
-	DistributorMissing     = "distributor.missing"
-	DistributorRetries     = "distributor.retries"
-	DistributorFenced      = "distributor.fenced"
-	DistributorAbandoned   = "distributor.abandoned"
-	DistributorLate        = "distributor.late_results"
-	DistributorLag         = "distributor.lag"
-	DistributorNonActivity = "distributor.non_activity"
-	DelayQueueLen          = "delayqueue.len"
-	DelayQueueInUse        = "delayqueue.in_use"
-	DelayQueueCap          = "delayqueue.cap"
-	DelayQueueWaiters      = "delayqueue.waiters"
-	DelayQueueBlockedPutNS = "delayqueue.blocked_put_ns"
-	EnrichQueueDepth       = "enrich.queue.depth"
-	EnrichQueueCap         = "enrich.queue.cap"
+	DistributorConsumed       = "distributor.consumed"
+	DistributorInflight       = "distributor.inflight"
+	DistributorDeadLetters    = "distributor.dead_letters"
+	DistributorMissing        = "distributor.missing"
+	DistributorRetries        = "distributor.retries"
+	DistributorFenced         = "distributor.fenced"
+	DistributorAbandoned      = "distributor.abandoned"
+	DistributorLate           = "distributor.late_results"
+	DistributorNacks          = "distributor.nacks"
+	DistributorDoubleAcks     = "distributor.double_acks"
+	DistributorRetriesDropped = "distributor.retries_dropped"
+	DistributorOverloaded     = "distributor.overloaded"
+	DistributorLag            = "distributor.lag"
+	DistributorNonActivity    = "distributor.non_activity"
+	DelayQueueLen             = "delayqueue.len"
+	DelayQueueInUse           = "delayqueue.in_use"
+	DelayQueueCap             = "delayqueue.cap"
+	DelayQueueWaiters         = "delayqueue.waiters"
+	DelayQueueBlockedPutNS    = "delayqueue.blocked_put_ns"
+	DelayQueueMisuse          = "delayqueue.misuse"
+	EnrichQueueDepth          = "enrich.queue.depth"
+	EnrichQueueCap            = "enrich.queue.cap"
 )
 
 // Per-partition gauge names: Partition(topic, p) + PartitionLag.
@@ -110,6 +115,7 @@ const (
 	EnrichRemoteExpired = "enrich.remote.expired"
 	EnrichRemoteResults = "enrich.remote.results"
 	EnrichRemoteStale   = "enrich.remote.stale"
+	EnrichRemoteDropped = "enrich.remote.dropped"
 	EnrichRemoteLeases  = "enrich.remote.leases"
 )
 
@@ -127,6 +133,8 @@ const (
 	EnricherCacheMisses  = "cache_misses"
 	EnricherReloads      = "reloads"
 	EnricherReloadErrors = "reload_errors"
+	EnricherStale        = "stale"
+	EnricherQueued       = "queued"
 )
 
 // Enricher returns the name of a per-enricher metric, e.g.
@@ -138,6 +146,7 @@ const (
 	SinkEmitted        = "sink.emitted"
 	SinkDeadLetters    = "sink.dead_letters"
 	SinkFailed         = "sink.failed"
+	SinkDoubleDone     = "sink.double_done"
 	SinkLatency        = "sink.latency"
 	SinkKafkaRetries   = "sink.kafka.retries"
 	SinkTxnCommits     = "sink.kafka.txn_commits"
@@ -217,6 +226,10 @@ func Table() []Entry {
 		{DistributorFenced, Counter, "Acknowledgements that arrived for claims that had ended."},
 		{DistributorAbandoned, Counter, "Parked records of ended claims dropped for redelivery."},
 		{DistributorLate, Counter, "Enrichment results that arrived after their activity left."},
+		{DistributorNacks, Counter, "Records an output failed to hold; each ends its claim so the partition is read again from the committed offset."},
+		{DistributorDoubleAcks, Counter, "Second acknowledgements of one record, ignored (a defect in an output)."},
+		{DistributorRetriesDropped, Counter, "Enrichment retries not made because their activity was emitted, fenced or past its deadline."},
+		{DistributorOverloaded, Counter, "Optional enrichments emitted missing with reason overloaded: the enricher's share of the task queue was full."},
 		{DistributorNonActivity, Counter, "Non-activity events passed to the output unenriched."},
 		{DistributorLag, Gauge, "Records of the owned partitions not yet passed by their commit watermarks."},
 		{PartitionPrefix + PartitionLag, Gauge, "Records of one owned partition not yet passed by its commit watermark."},
@@ -228,6 +241,7 @@ func Table() []Entry {
 		{DelayQueueCap, Gauge, "Delay queue capacity (distributor.max_parked)."},
 		{DelayQueueWaiters, Gauge, "Goroutines waiting for room in the delay queue."},
 		{DelayQueueBlockedPutNS, Gauge, "Total time parking waited for room in the delay queue."},
+		{DelayQueueMisuse, Gauge, "Delay-queue calls on items already released or not held (a defect; should stay 0)."},
 		{EnrichQueueDepth, Gauge, "Enrichment tasks waiting in the task queue."},
 		{EnrichQueueCap, Gauge, "Capacity of the enrichment task queue."},
 
@@ -238,6 +252,7 @@ func Table() []Entry {
 		{EnrichRemoteExpired, Counter, "Remote leases that expired before a result."},
 		{EnrichRemoteResults, Counter, "Results received from remote workers."},
 		{EnrichRemoteStale, Counter, "Remote results for leases no longer held."},
+		{EnrichRemoteDropped, Counter, "Tasks dropped at lease time because their activity was already emitted or fenced."},
 		{EnrichRemoteLeases, Gauge, "Leases held by remote workers now."},
 		{"enrich." + EnricherLatency, Timer, "Latency of successful enrichment attempts, by enricher."},
 		{"enrich." + EnricherErrors, Counter, "Failed enrichment attempts (timeouts included), by enricher."},
@@ -248,12 +263,15 @@ func Table() []Entry {
 		{"enrich." + EnricherRequests, Counter, "Outbound requests made by the enricher (URL unwinding, lookups)."},
 		{"enrich." + EnricherCacheHits, Counter, "Enricher cache hits."},
 		{"enrich." + EnricherCacheMisses, Counter, "Enricher cache misses."},
+		{"enrich." + EnricherStale, Counter, "Tasks dropped before they ran because their activity was already emitted or fenced, by enricher."},
+		{"enrich." + EnricherQueued, Gauge, "Tasks of the enricher queued or running, against its share of enrich.queue_size."},
 		{"enrich." + EnricherReloads, Counter, "Reloads of the enricher's table file."},
 		{"enrich." + EnricherReloadErrors, Counter, "Reloads of the enricher's table file that failed (the old table stays)."},
 
 		{SinkEmitted, Meter, "Records accepted by every output."},
 		{SinkDeadLetters, Meter, "Records the sink wrote to the dead-letter topic."},
 		{SinkFailed, Counter, "Records the sink nacked (only at a forced stop)."},
+		{SinkDoubleDone, Counter, "Second completions of one sink record, ignored (a defect in an output)."},
 		{SinkLatency, Histogram, "Ingest-to-emit latency of emitted records."},
 		{SinkKafkaRetries, Counter, "Re-sends of batches Kafka refused (sink producer)."},
 		{SinkTxnCommits, Timer, "Exactly-once transaction commits and their duration."},
