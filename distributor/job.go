@@ -36,6 +36,7 @@ type job struct {
 	read   time.Time
 	fields activity.Fields
 	item   *delayqueue.Item[*job]
+	weight int64 // bytes taken from distributor.memory_budget (budget.go)
 
 	mu       sync.Mutex
 	sealed   bool // emitted: later results are late
@@ -182,6 +183,7 @@ func (j *job) ackFunc(d *Distributor) func(error) {
 	return func(err error) {
 		d.dq.Release(j.item)
 		d.inflight.Dec(1)
+		d.budget.release(j.weight)
 		j.cs.ack(j.msg.Offset, err)
 	}
 }
