@@ -24,11 +24,27 @@ func budgetLine(sc scenario) string {
 	return fmt.Sprintf("  memory_budget: %d\n", sc.MemoryBudget)
 }
 
-// bigEvent is an activity with id whose text pads it to about size bytes.
+// bigEvent is an activity with id whose text pads it to size bytes. The
+// padding is pseudo-random words, so it compresses about as real text does
+// (a run of one letter would compress a thousandfold, and a fetch of 1 MiB
+// of compressed batches would then hold a gigabyte of records).
 func bigEvent(id string, size int) []byte {
 	head := fmt.Sprintf(`{"id":%q,"created_at":%q,"text":"`, id, time.Now().UTC().Format(time.RFC3339Nano))
 	tail := `","links":["https://t.example/1"]}`
-	return []byte(head + strings.Repeat("x", max(0, size-len(head)-len(tail))) + tail)
+	b := make([]byte, 0, size)
+	b = append(b, head...)
+	x := uint64(len(id))*0x9E3779B97F4A7C15 + uint64(time.Now().UnixNano())
+	for len(b) < size-len(tail) {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		if x%7 == 0 {
+			b = append(b, ' ')
+		} else {
+			b = append(b, byte('a'+x%26))
+		}
+	}
+	return append(b, tail...)
 }
 
 // webhook is the sink of the stalled-sink scenarios: it holds every POST
@@ -42,10 +58,10 @@ type webhook struct {
 	n       int64
 }
 
-func startWebhook(want int64, release time.Time) *webhook {
+func startWebhook(want int64) *webhook {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	must(err)
-	h := &webhook{url: "http://" + l.Addr().String() + "/events", release: release, seen: make([]uint8, want+1)}
+	h := &webhook{url: "http://" + l.Addr().String() + "/events", seen: make([]uint8, want+1)}
 	h.srv = &http.Server{Handler: http.HandlerFunc(h.serve)}
 	go func() {
 		if err := h.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -55,9 +71,19 @@ func startWebhook(want int64, release time.Time) *webhook {
 	return h
 }
 
+// hold makes POSTs wait until release.
+func (h *webhook) hold(release time.Time) {
+	h.mu.Lock()
+	h.release = release
+	h.mu.Unlock()
+}
+
 func (h *webhook) serve(w http.ResponseWriter, r *http.Request) {
+	h.mu.Lock()
+	release := h.release
+	h.mu.Unlock()
 	select {
-	case <-time.After(time.Until(h.release)):
+	case <-time.After(time.Until(release)):
 	case <-r.Context().Done():
 		return
 	}

@@ -80,7 +80,11 @@ var scenarios = map[string]scenario{
 	"iobound":   {Name: "iobound", Rate: 2000, Profile: "steady", Limit: 2000 * 45, Enricher: "lookup", LookupDelay: "200ms", Workers: 512, QueueSize: 2048, MaxItems: 4000, Emitters: 2},
 	// bigevents: 12,000 preloaded events of 300 KB, the sink (a webhook) stalled for the first 30 s, then released.
 	"bigevents": {Name: "bigevents", Rate: 1, Profile: "steady", Limit: 12000, Preload: true, EventBytes: 300 << 10, StallFor: "30s", MemoryBudget: 256 << 20, Enricher: "stats", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
-	"zipf":      {Name: "zipf", Rate: 15000, Profile: "steady", Limit: 15000 * 45, KeySkew: 1.1, Enricher: "noop", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
+	// slowenrich: stats plus an optional lookup answering in 500 ms (timeout 1 s) at 5,000 events/s offered;
+	// "slowenrich" also runs slowenrich-base (stats alone) first and reports the throughput ratio.
+	"slowenrich":      {Name: "slowenrich", Rate: 5000, Profile: "steady", Limit: 5000 * 30, Enricher: "stats+lookup", LookupDelay: "500ms", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
+	"slowenrich-base": {Name: "slowenrich-base", Rate: 5000, Profile: "steady", Limit: 5000 * 30, Enricher: "stats", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
+	"zipf":            {Name: "zipf", Rate: 15000, Profile: "steady", Limit: 15000 * 45, KeySkew: 1.1, Enricher: "noop", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
 }
 
 // sample is one second of the run.
@@ -184,6 +188,10 @@ func main() {
 	}
 	log.Printf("broker %s", addr)
 
+	if i := slices.Index(names, "slowenrich"); i >= 0 && !slices.Contains(names, "slowenrich-base") {
+		names = slices.Insert(names, i, "slowenrich-base") // the same run without the slow enricher
+	}
+	emitRates := map[string]float64{}
 	for _, n := range names {
 		sc := scenarios[n]
 		sc.Limit = int64(float64(sc.Limit) * *limitScale)
@@ -191,6 +199,11 @@ func main() {
 		if err != nil {
 			log.Printf("%s: %v", n, err)
 			continue
+		}
+		emitRates[n] = s.EmitRate
+		if n == "slowenrich" && emitRates["slowenrich-base"] > 0 {
+			log.Printf("slowenrich: emit rate %.0f/s with the slow lookup, %.0f/s without: ratio %.2f; %d enrichments missing",
+				s.EmitRate, emitRates["slowenrich-base"], s.EmitRate/emitRates["slowenrich-base"], s.Missing)
 		}
 		b, _ := json.MarshalIndent(s, "", "  ")
 		must(os.WriteFile(filepath.Join(*out, n+".json"), b, 0o644))
@@ -238,14 +251,12 @@ func runScenario(sc scenario, brokers, bin, work string, timeout time.Duration) 
 
 	var hook *webhook
 	if sc.StallFor != "" {
-		d, _ := time.ParseDuration(sc.StallFor)
-		hook = startWebhook(sc.Limit, time.Now().Add(d))
+		hook = startWebhook(sc.Limit)
 		defer hook.stop()
-		log.Printf("%s: sink stalled until %s", sc.Name, hook.release.Format(time.TimeOnly))
 	}
 	var lookupURL string
 	var active *activeCounter
-	if sc.Enricher == "lookup" {
+	if sc.Enricher == "lookup" || sc.Enricher == "stats+lookup" {
 		d, _ := time.ParseDuration(sc.LookupDelay)
 		var stop func()
 		lookupURL, active, stop = lookupServer(d)
@@ -274,6 +285,11 @@ func runScenario(sc scenario, brokers, bin, work string, timeout time.Duration) 
 	cmd := exec.Command(bin, "run", "--config", cfgPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	t0 := time.Now()
+	if hook != nil {
+		d, _ := time.ParseDuration(sc.StallFor)
+		hook.hold(t0.Add(d))
+		log.Printf("%s: sink stalled until %s", sc.Name, t0.Add(d).Format(time.TimeOnly))
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -442,6 +458,15 @@ enrich:
   enrichers:
 `, sc.Limit, sc.KeySkew, group, sc.Emitters, budgetLine(sc), sc.MaxItems, sc.Workers, sc.QueueSize)
 	switch sc.Enricher {
+	case "stats+lookup":
+		fmt.Fprintf(&b, `    - name: stats
+      type: stats
+    - name: scores
+      type: lookup
+      timeout: 1s
+      lookup:
+        url: %q
+`, lookupURL+"/scores/{id}")
 	case "lookup":
 		fmt.Fprintf(&b, `    - name: scores
       type: lookup
