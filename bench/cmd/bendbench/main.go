@@ -9,7 +9,7 @@
 //
 //	go run ./bench/cmd/bendbench [flags] SCENARIO...
 //
-// Scenarios: steady, steady40, steady60, spike, seedspike, spikecap, drain, iobound, zipf, bigevents (see scenarios below). Without
+// Scenarios: steady, steady40, steady60, spike, seedspike, spikecap, drain, iobound, zipf, bigevents, bigevents512, slowenrich (see scenarios below). Without
 // --brokers it starts a broker with scripts/kafka (state in --kafka-state) and
 // stops it at the end.
 package main
