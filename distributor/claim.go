@@ -244,9 +244,10 @@ func (cs *claimState) watermark() int64 {
 }
 
 // lag is the number of records between the commit watermark and the
-// partition's high-water mark.
+// partition's log-end offset (see logEnds; the fetch high-water mark until
+// the first refresh).
 func (cs *claimState) lag() int64 {
-	hwm := cs.claim.HighWaterMarkOffset()
+	hwm := cs.d.ends.end(topicPartition{cs.topic, cs.partition}, cs.claim.HighWaterMarkOffset())
 	cs.mu.Lock()
 	pos := cs.w.next
 	if pos < 0 {

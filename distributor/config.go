@@ -49,6 +49,16 @@ type Config struct {
 	// partitions back at once, without a rebalance. Must be unique per
 	// instance. Empty means dynamic membership. Default "".
 	InstanceID string `mapstructure:"instance_id"`
+	// LagRefresh is how often the log-end offsets of the owned partitions
+	// are read from their leaders for lag, per-partition lag and time to
+	// drain. Default 5s.
+	LagRefresh time.Duration `mapstructure:"lag_refresh"`
+	// MemoryBudget bounds, in bytes, the records this member holds from
+	// fetch to sink acknowledgement: a quarter sizes sarama's fetch buffers
+	// (spread over the input partitions), the rest is taken by each record
+	// read (its bytes and its enriched copy) until the sink acknowledges
+	// it; reading waits while it is spent. Default 268435456 (256 MiB).
+	MemoryBudget int64 `mapstructure:"memory_budget"`
 	// ExternalCommit leaves committing to the sink: the distributor tracks
 	// watermarks but never marks or commits offsets itself. Set by bend in
 	// exactly-once mode, where the sink commits offsets inside its
@@ -77,6 +87,8 @@ func DefaultConfig() Config {
 		DrainTimeout:         10 * time.Second,
 		CommitInterval:       time.Second,
 		Format:               activity.PresetBend,
+		LagRefresh:           5 * time.Second,
+		MemoryBudget:         256 << 20,
 	}
 }
 
@@ -114,6 +126,12 @@ func (c Config) Validate() error {
 		if _, err := activity.NewFormats("distributor.format", c.Format, nil); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if c.LagRefresh <= 0 {
+		errs = append(errs, errors.New("distributor.lag_refresh: must be positive"))
+	}
+	if c.MemoryBudget < minMemoryBudget {
+		errs = append(errs, fmt.Errorf("distributor.memory_budget: must be at least %d (16 MiB), got %d", minMemoryBudget, c.MemoryBudget))
 	}
 	return errors.Join(errs...)
 }

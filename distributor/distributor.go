@@ -36,7 +36,9 @@
 //	                          missing, reason "overloaded")
 //	enrich.NAME.queued        gauge of NAME's tasks queued or running; for a
 //	                          required enricher, activities it holds
-//	distributor.lag           gauge: records behind the high-water marks of owned partitions
+//	distributor.lag           gauge: records between the commit watermarks and the log-end
+//	                          offsets of owned partitions (refreshed every distributor.lag_refresh)
+//	distributor.budget.{used,cap}  gauges: bytes of distributor.memory_budget taken by records in flight
 //	distributor.partition.TOPIC.P.{lag,watermark,in_flight,buffered}
 //	                          gauges per owned partition: lag, next offset to commit,
 //	                          records between read and watermark, fetched records buffered
@@ -93,6 +95,8 @@ type Distributor struct {
 
 	claimsMu sync.Mutex
 	claims   map[*claimState]struct{}
+	ends     *logEnds // log-end offsets of the owned partitions (lag.go)
+	budget   *budget  // distributor.memory_budget (budget.go)
 
 	consumed    metrics.Meter
 	inflight    metrics.Counter
@@ -123,6 +127,7 @@ func New(cfg Config, brokers []string, sc *sarama.Config, topics []string, enric
 	}
 	d := &Distributor{cfg: cfg, brokers: brokers, sc: cfg.consumerConfig(sc), topics: topics,
 		enrichers: enrichers, work: work, dq: dq, log: log, reg: reg, claims: map[*claimState]struct{}{},
+		ends: newLogEnds(), budget: newBudget(cfg.MemoryBudget, reg),
 		consumed:    metrics.GetOrRegisterMeter(metricnames.DistributorConsumed, reg),
 		inflight:    metrics.GetOrRegisterCounter(metricnames.DistributorInflight, reg),
 		deadLetters: metrics.GetOrRegisterCounter(metricnames.DistributorDeadLetters, reg),
@@ -198,7 +203,8 @@ func (d *Distributor) Oldest() time.Time {
 }
 
 // Lag returns how many records of the partitions this member owns are not
-// yet passed by their commit watermark (high-water mark minus watermark).
+// yet passed by their commit watermark (log-end offset minus watermark, as
+// Kafka's consumer-groups tool reports log-end offset minus committed offset).
 func (d *Distributor) Lag() int64 {
 	d.claimsMu.Lock()
 	defer d.claimsMu.Unlock()
@@ -219,11 +225,22 @@ func (d *Distributor) InFlight() int64 { return d.inflight.Count() }
 // it ends, Run returns at once with ctx.Err(), committing nothing more.
 func (d *Distributor) Run(ctx, intake context.Context, out chan<- *sink.Record) error {
 	defer close(out)
-	group, err := sarama.NewConsumerGroup(d.brokers, d.cfg.Group, d.sc)
+	n, err := countPartitions(d.brokers, d.sc, d.topics)
+	if err != nil {
+		d.log.WithError(err).Warn("counting input partitions; fetch buffers sized for one")
+		n = 1
+	}
+	sc := fetchConfig(d.sc, d.cfg.MemoryBudget, n, d.cfg.FetchBuffer)
+	group, err := sarama.NewConsumerGroup(d.brokers, d.cfg.Group, sc)
 	if err != nil {
 		return fmt.Errorf("distributor: joining group %s: %w", d.cfg.Group, err)
 	}
 	g, gctx := errgroup.WithContext(ctx)
+	lagCtx, stopLag := context.WithCancel(gctx)
+	defer stopLag()
+	lagDone := make(chan struct{})
+	go func() { defer close(lagDone); d.trackLogEnds(lagCtx) }()
+	defer func() { stopLag(); <-lagDone }()
 	g.Go(func() error {
 		// Closing the queue lets the emitters flush it and return.
 		defer d.dq.Close()
@@ -297,6 +314,7 @@ func (d *Distributor) emit(ctx context.Context, out chan<- *sink.Record) error {
 			// the record is redelivered from the committed offset.
 			d.abandoned.Inc(1)
 			d.inflight.Dec(1)
+			d.budget.release(j.weight)
 			d.dq.Release(it)
 			continue
 		}
@@ -407,8 +425,13 @@ func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.Cons
 	if err := cs.acquire(ctx); err != nil {
 		return err
 	}
+	w := d.budget.weight(m)
+	if err := d.budget.acquire(ctx, w); err != nil {
+		cs.slots.Release(1)
+		return err
+	}
 	d.consumed.Mark(1)
-	j := &job{msg: m, cs: cs, read: time.Now()}
+	j := &job{msg: m, cs: cs, read: time.Now(), weight: w}
 	due := j.read.Add(d.Delay())
 	j.due = due
 	f, perr := d.cfg.parse(m)
@@ -444,6 +467,7 @@ func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.Cons
 		// Not parked, so not tracked: the claim is ending and the record
 		// will be read again from the committed offset.
 		cs.slots.Release(1)
+		d.budget.release(w)
 		return err
 	}
 	// Track the offset only once the record is parked: from here on its

@@ -39,6 +39,7 @@ type job struct {
 	due    time.Time // read + distributor.delay at read time
 	fields activity.Fields
 	item   *delayqueue.Item[*job]
+	weight int64 // bytes taken from distributor.memory_budget (budget.go)
 
 	mu       sync.Mutex
 	sealed   bool // emitted: later results are late
@@ -261,6 +262,7 @@ func (j *job) ackFunc(d *Distributor) func(error) {
 		}
 		d.dq.Release(j.item)
 		d.inflight.Dec(1)
+		d.budget.release(j.weight)
 		j.cs.ack(j.msg.Offset, err)
 	}
 }

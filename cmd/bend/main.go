@@ -179,5 +179,20 @@ func applyMemoryLimit(cfg config.Config, log logrus.FieldLogger) {
 	if cfg.MemoryLimit > 0 {
 		debug.SetMemoryLimit(cfg.MemoryLimit)
 		log.WithField("memory_limit", cfg.MemoryLimit).Info("Go soft memory limit set")
+		return
 	}
+	if _, set := os.LookupEnv("GOMEMLIMIT"); set {
+		return
+	}
+	// Without either, derive one from the byte budget, so the garbage
+	// collector keeps the heap near what the budget holds instead of
+	// letting it double (GOGC=100) under big records.
+	limit := derivedMemoryLimit(cfg.Distributor.MemoryBudget)
+	debug.SetMemoryLimit(limit)
+	log.WithField("memory_limit", limit).Debug("Go soft memory limit derived from distributor.memory_budget")
 }
+
+// derivedMemoryLimit is the soft memory limit used when memory_limit and
+// GOMEMLIMIT are unset: the budget, a quarter more for the garbage not yet
+// collected, and 64 MiB for the runtime and the rest of the process.
+func derivedMemoryLimit(budget int64) int64 { return budget + budget/4 + 64<<20 }

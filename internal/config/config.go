@@ -48,7 +48,8 @@ type Config struct {
 	// run` and `bend work` (as GOMEMLIMIT): near it the garbage collector
 	// runs more often, so resident memory stays flat when throughput jumps
 	// instead of following it. 0 leaves the runtime's own setting
-	// (GOMEMLIMIT, else none). Default 0.
+	// (GOMEMLIMIT), else derives one from distributor.memory_budget
+	// (budget + budget/4 + 64 MiB). Default 0.
 	MemoryLimit int64 `mapstructure:"memory_limit"`
 }
 

@@ -77,6 +77,8 @@ const (
 	DistributorDoubleAcks     = "distributor.double_acks"
 	DistributorRetriesDropped = "distributor.retries_dropped"
 	DistributorOverloaded     = "distributor.overloaded"
+	DistributorBudgetUsed     = "distributor.budget.used"
+	DistributorBudgetCap      = "distributor.budget.cap"
 	DistributorLag            = "distributor.lag"
 	DistributorNonActivity    = "distributor.non_activity"
 	DelayQueueLen             = "delayqueue.len"
@@ -230,6 +232,8 @@ func Table() []Entry {
 		{DistributorDoubleAcks, Counter, "Second acknowledgements of one record, ignored (a defect in an output)."},
 		{DistributorRetriesDropped, Counter, "Enrichment retries not made because their activity was emitted, fenced or past its deadline."},
 		{DistributorOverloaded, Counter, "Optional enrichments emitted missing with reason overloaded: the enricher's share of the task queue was full."},
+		{DistributorBudgetUsed, UpDown, "Bytes of distributor.memory_budget held by records between fetch and sink acknowledgement."},
+		{DistributorBudgetCap, Gauge, "Bytes of distributor.memory_budget that records may hold (the rest is left to sarama's fetch buffers)."},
 		{DistributorNonActivity, Counter, "Non-activity events passed to the output unenriched."},
 		{DistributorLag, Gauge, "Records of the owned partitions not yet passed by their commit watermarks."},
 		{PartitionPrefix + PartitionLag, Gauge, "Records of one owned partition not yet passed by its commit watermark."},

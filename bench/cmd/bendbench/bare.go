@@ -125,7 +125,7 @@ func runBare(brokers string, n int64, timeout time.Duration) (*bareResult, error
 	if err := createTopic(brokers, in, 8); err != nil {
 		return nil, err
 	}
-	if _, err := preload(brokers, in, n); err != nil {
+	if _, err := preload(brokers, in, n, 0); err != nil {
 		return nil, err
 	}
 	return bareLoop(brokers, in, 8, n, timeout)

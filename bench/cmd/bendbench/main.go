@@ -9,7 +9,7 @@
 //
 //	go run ./bench/cmd/bendbench [flags] SCENARIO...
 //
-// Scenarios: bare (the baseline consume-produce loop, run in-process; see bare.go), steady, steady40, steady60, spike, seedspike, spikecap, drain, iobound, zipf (see scenarios below). Without
+// Scenarios: bare (the baseline consume-produce loop, run in-process; see bare.go), steady, steady40, steady60, spike, seedspike, spikecap, drain, iobound, zipf, bigevents, bigevents512, slowenrich (see scenarios below). Without
 // --brokers it starts a broker with scripts/kafka (state in --kafka-state) and
 // stops it at the end.
 package main
@@ -57,6 +57,13 @@ type scenario struct {
 	MaxItems    int     `json:"delayqueue_max_items"`
 	Emitters    int     `json:"emitters"`
 	LookupDelay string  `json:"lookup_delay,omitempty"`
+	// EventBytes pads each preloaded event's text to this size (bigevents).
+	EventBytes int `json:"event_bytes,omitempty"`
+	// StallFor holds the sink (a webhook bendbench serves) for this long
+	// after bend starts, then releases it (bigevents).
+	StallFor string `json:"stall_for,omitempty"`
+	// MemoryBudget is distributor.memory_budget; 0 keeps the default.
+	MemoryBudget int64 `json:"memory_budget,omitempty"`
 }
 
 // scenarios are scaled to a few minutes each on a 2-core machine.
@@ -71,7 +78,14 @@ var scenarios = map[string]scenario{
 	"seedspike": {Name: "seedspike", Rate: 8000, Profile: "spike", SpikeRate: 50000, SpikeEvery: "20s", SpikeFor: "60s", Limit: 20*8000 + 60*50000 + 20*8000, Enricher: "lookup", LookupDelay: "10ms", Workers: 200, QueueSize: 400, MaxItems: 4000, Emitters: 2},
 	"drain":     {Name: "drain", Rate: 8000, Profile: "steady", Limit: 1000000, Preload: true, Enricher: "noop", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
 	"iobound":   {Name: "iobound", Rate: 2000, Profile: "steady", Limit: 2000 * 45, Enricher: "lookup", LookupDelay: "200ms", Workers: 512, QueueSize: 2048, MaxItems: 4000, Emitters: 2},
-	"zipf":      {Name: "zipf", Rate: 15000, Profile: "steady", Limit: 15000 * 45, KeySkew: 1.1, Enricher: "noop", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
+	// bigevents: 12,000 preloaded events of 300 KB, the sink (a webhook) stalled for the first 30 s, then released.
+	"bigevents": {Name: "bigevents", Rate: 1, Profile: "steady", Limit: 12000, Preload: true, EventBytes: 300 << 10, StallFor: "30s", MemoryBudget: 256 << 20, Enricher: "stats", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
+	// slowenrich: stats plus an optional lookup answering in 500 ms (timeout 1 s) at 5,000 events/s offered;
+	// "slowenrich" also runs slowenrich-base (stats alone) first and reports the throughput ratio.
+	"slowenrich":      {Name: "slowenrich", Rate: 5000, Profile: "steady", Limit: 5000 * 30, Enricher: "stats+lookup", LookupDelay: "500ms", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
+	"slowenrich-base": {Name: "slowenrich-base", Rate: 5000, Profile: "steady", Limit: 5000 * 30, Enricher: "stats", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
+	"bigevents512":    {Name: "bigevents512", Rate: 1, Profile: "steady", Limit: 8000, Preload: true, EventBytes: 512 << 10, StallFor: "30s", MemoryBudget: 256 << 20, Enricher: "stats", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
+	"zipf":            {Name: "zipf", Rate: 15000, Profile: "steady", Limit: 15000 * 45, KeySkew: 1.1, Enricher: "noop", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
 }
 
 // sample is one second of the run.
@@ -175,6 +189,10 @@ func main() {
 	}
 	log.Printf("broker %s", addr)
 
+	if i := slices.Index(names, "slowenrich"); i >= 0 && !slices.Contains(names, "slowenrich-base") {
+		names = slices.Insert(names, i, "slowenrich-base") // the same run without the slow enricher
+	}
+	emitRates := map[string]float64{}
 	for _, n := range names {
 		if n == "bare" { // the baseline loop for drain's ratios (bare.go)
 			r, err := runBare(addr, int64(float64(scenarios["drain"].Limit)**limitScale), *timeout)
@@ -193,6 +211,11 @@ func main() {
 		if err != nil {
 			log.Printf("%s: %v", n, err)
 			continue
+		}
+		emitRates[n] = s.EmitRate
+		if n == "slowenrich" && emitRates["slowenrich-base"] > 0 {
+			log.Printf("slowenrich: emit rate %.0f/s with the slow lookup, %.0f/s without: ratio %.2f; %d enrichments missing",
+				s.EmitRate, emitRates["slowenrich-base"], s.EmitRate/emitRates["slowenrich-base"], s.Missing)
 		}
 		b, _ := json.MarshalIndent(s, "", "  ")
 		must(os.WriteFile(filepath.Join(*out, n+".json"), b, 0o644))
@@ -241,9 +264,14 @@ func runScenario(sc scenario, brokers, bin, work string, timeout time.Duration) 
 	s := &summary{Scenario: sc, MemoryLimit: memoryLimit, Brokers: brokers, Started: time.Now().UTC(), LoadBefore: loadavg()}
 	log.Printf("%s: load %s, topics bench.%s.*", sc.Name, s.LoadBefore, tag)
 
+	var hook *webhook
+	if sc.StallFor != "" {
+		hook = startWebhook(sc.Limit)
+		defer hook.stop()
+	}
 	var lookupURL string
 	var active *activeCounter
-	if sc.Enricher == "lookup" {
+	if sc.Enricher == "lookup" || sc.Enricher == "stats+lookup" {
 		d, _ := time.ParseDuration(sc.LookupDelay)
 		var stop func()
 		lookupURL, active, stop = lookupServer(d)
@@ -253,7 +281,7 @@ func runScenario(sc scenario, brokers, bin, work string, timeout time.Duration) 
 		if err := createTopic(brokers, in, 8); err != nil {
 			return nil, err
 		}
-		r, err := preload(brokers, in, sc.Limit)
+		r, err := preload(brokers, in, sc.Limit, sc.EventBytes)
 		if err != nil {
 			return nil, err
 		}
@@ -263,7 +291,7 @@ func runScenario(sc scenario, brokers, bin, work string, timeout time.Duration) 
 
 	admin := freePort()
 	cfgPath := filepath.Join(work, tag+".yaml")
-	must(os.WriteFile(cfgPath, []byte(bendConfig(sc, brokers, in, outTopic, dlq, "bench."+tag, admin, lookupURL)), 0o644))
+	must(os.WriteFile(cfgPath, []byte(bendConfig(sc, brokers, in, outTopic, dlq, "bench."+tag, admin, lookupURL, hook)), 0o644))
 	logf, err := os.Create(filepath.Join(work, tag+".log"))
 	if err != nil {
 		return nil, err
@@ -272,6 +300,11 @@ func runScenario(sc scenario, brokers, bin, work string, timeout time.Duration) 
 	cmd := exec.Command(bin, "run", "--config", cfgPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	t0 := time.Now()
+	if hook != nil {
+		d, _ := time.ParseDuration(sc.StallFor)
+		hook.hold(t0.Add(d))
+		log.Printf("%s: sink stalled until %s", sc.Name, t0.Add(d).Format(time.TimeOnly))
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -395,6 +428,10 @@ loop:
 	// they would measure the join, not the pipeline.
 	joinedAt := t0.Add(time.Duration(max(firstEmit, 0) * float64(time.Second)))
 	s.WarmupSeconds = warmup.Seconds()
+	if hook != nil {
+		s.OutputRecords, s.Lost, s.Duplicated = hook.count()
+		return s, nil
+	}
 	n, lost, dup, lat, steady, err := verify(brokers, outTopic, want, joinedAt, joinedAt.Add(warmup))
 	if err != nil {
 		return s, fmt.Errorf("verifying %s: %w", outTopic, err)
@@ -405,7 +442,7 @@ loop:
 
 // bendConfig is the generated config.yaml. It pins the producers' linger,
 // batch size and compression (the defaults, written out).
-func bendConfig(sc scenario, brokers, in, out, dlq, group, admin, lookupURL string) string {
+func bendConfig(sc scenario, brokers, in, out, dlq, group, admin, lookupURL string, hook *webhook) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `kafka:
   brokers: [%q]
@@ -428,14 +465,23 @@ distributor:
   group: %q
   initial_offset: oldest
   emitters: %d
-delayqueue:
+%sdelayqueue:
   max_items: %d
 enrich:
   workers: %d
   queue_size: %d
   enrichers:
-`, sc.Limit, sc.KeySkew, group, sc.Emitters, sc.MaxItems, sc.Workers, sc.QueueSize)
+`, sc.Limit, sc.KeySkew, group, sc.Emitters, budgetLine(sc), sc.MaxItems, sc.Workers, sc.QueueSize)
 	switch sc.Enricher {
+	case "stats+lookup":
+		fmt.Fprintf(&b, `    - name: stats
+      type: stats
+    - name: scores
+      type: lookup
+      timeout: 1s
+      lookup:
+        url: %q
+`, lookupURL+"/scores/{id}")
 	case "lookup":
 		fmt.Fprintf(&b, `    - name: scores
       type: lookup
@@ -446,9 +492,12 @@ enrich:
 	default:
 		fmt.Fprintf(&b, "    - name: %s\n      type: %s\n", sc.Enricher, sc.Enricher)
 	}
-	fmt.Fprintf(&b, `sink:
-  kafka: {enabled: true, max_in_flight: 8192, compression: lz4, linger: 5ms, batch_bytes: 1048576}
-admin:
+	if hook != nil {
+		fmt.Fprintf(&b, "sink:\n  kafka: {enabled: false}\n  webhook: {url: %q, timeout: 120s}\n", hook.url)
+	} else {
+		b.WriteString("sink:\n  kafka: {enabled: true, max_in_flight: 8192, compression: lz4, linger: 5ms, batch_bytes: 1048576}\n")
+	}
+	fmt.Fprintf(&b, `admin:
   addr: %q
 progress: 10s
 shutdown_timeout: 30s
@@ -519,7 +568,7 @@ func createTopic(brokers, topic string, partitions int32) error {
 
 // preload produces n synthetic activities (seed 42, ids act-1..act-n) with
 // the same producer settings as bend's ingest, and returns the rate.
-func preload(brokers, topic string, n int64) (float64, error) {
+func preload(brokers, topic string, n int64, eventBytes int) (float64, error) {
 	c := benchkit.ProducerConfig("bendbench")
 	p, err := sarama.NewAsyncProducer([]string{brokers}, c)
 	if err != nil {
@@ -545,6 +594,9 @@ func preload(brokers, topic string, n int64) (float64, error) {
 	t0 := time.Now()
 	for range n {
 		v, id, _ := g.Append(nil)
+		if eventBytes > 0 {
+			v = bigEvent(id, eventBytes)
+		}
 		p.Input() <- &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(id), Value: sarama.ByteEncoder(v)}
 	}
 	p.AsyncClose()

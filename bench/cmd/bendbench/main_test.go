@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/bendstream/bend/internal/config"
 )
 
 func TestNice(t *testing.T) {
@@ -60,10 +62,31 @@ func TestPlot(t *testing.T) {
 }
 
 func TestBendConfigLookup(t *testing.T) {
-	c := bendConfig(scenarios["iobound"], "127.0.0.1:9092", "in", "out", "dlq", "g", "127.0.0.1:1", "http://127.0.0.1:2")
+	c := bendConfig(scenarios["iobound"], "127.0.0.1:9092", "in", "out", "dlq", "g", "127.0.0.1:1", "http://127.0.0.1:2", nil)
 	for _, want := range []string{"type: lookup", `url: "http://127.0.0.1:2/scores/{id}"`, "workers: 512", "seed: 42"} {
 		if !strings.Contains(c, want) {
 			t.Errorf("config lacks %q:\n%s", want, c)
 		}
+	}
+}
+
+// TestBendConfigBigEvents checks that the stalled-sink scenario's config
+// loads: the webhook sink, no Kafka sink, the memory budget.
+func TestBendConfigBigEvents(t *testing.T) {
+	h := &webhook{url: "http://127.0.0.1:3/events"}
+	c := bendConfig(scenarios["bigevents"], "127.0.0.1:9092", "in", "out", "dlq", "g", "127.0.0.1:1", "", h)
+	path := filepath.Join(t.TempDir(), "bend.yaml")
+	if err := os.WriteFile(path, []byte(c), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatalf("config.Load: %v\n%s", err, c)
+	}
+	if cfg.Sink.Webhook.URL != h.url || cfg.Sink.Kafka.Enabled || cfg.Distributor.MemoryBudget != 256<<20 {
+		t.Errorf("webhook %q kafka %t budget %d, want %q false %d", cfg.Sink.Webhook.URL, cfg.Sink.Kafka.Enabled, cfg.Distributor.MemoryBudget, h.url, 256<<20)
+	}
+	if ev := bigEvent("act-7", 300<<10); len(ev) != 300<<10 {
+		t.Errorf("bigEvent is %d bytes, want %d", len(ev), 300<<10)
 	}
 }
