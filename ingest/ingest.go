@@ -97,6 +97,8 @@ type Ingest struct {
 	reg      metrics.Registry
 	check    checker
 	sources  []source
+	brokers  []string       // for the resume scan of the jetstream and sse sources
+	sc       *sarama.Config // the producer's copy of the base config
 
 	// win bounds what ingest holds between a source and Kafka's
 	// acknowledgement: ingest.producer.max_in_flight records, so that the
@@ -170,6 +172,20 @@ func New(cfg Config, brokers []string, sc *sarama.Config, topic, deadLetterTopic
 		}
 		in.sources = append(in.sources, s)
 	}
+	if cfg.Jetstream.Enabled {
+		var s *jetstreamSource
+		if s, err = newJetstreamSource(cfg.Jetstream, in); err != nil {
+			return nil, err
+		}
+		in.sources = append(in.sources, s)
+	}
+	if cfg.SSE.Enabled {
+		var s *sseSource
+		if s, err = newSSESource(cfg.SSE, in); err != nil {
+			return nil, err
+		}
+		in.sources = append(in.sources, s)
+	}
 	if len(cfg.Files.Paths) > 0 {
 		var s *filesSource
 		if s, err = newFilesSource(cfg.Files, o.stdin, in); err != nil {
@@ -187,6 +203,7 @@ func New(cfg Config, brokers []string, sc *sarama.Config, topic, deadLetterTopic
 
 	pc := *sc
 	rideOutRestarts(&pc)
+	in.brokers, in.sc = brokers, &pc
 	in.producer, err = kafka.NewProducer(brokers, &pc, cfg.Producer, "ingest.producer", log, reg)
 	if err != nil {
 		if hs != nil {
