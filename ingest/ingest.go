@@ -12,7 +12,14 @@
 //   - http: a receiver of POSTed NDJSON or JSON arrays, with bearer-token
 //     auth, size limits (413), per-line errors (400) and 503 + Retry-After
 //     when ingest is saturated;
-//   - files: NDJSON files (".gz" too) and standard input, replayed once.
+//   - files: NDJSON files (".gz" too) and standard input, replayed once;
+//   - jetstream: a Bluesky Jetstream WebSocket client;
+//   - sse: a Server-Sent Events client (Wikimedia EventStreams, Mastodon).
+//
+// The jetstream and sse sources stamp every record with its publisher
+// cursor (headers bend-source, bend-cursor, bend-resume) and, on start,
+// resume the publisher from the newest cursor Kafka acknowledged (see
+// cursor.go and docs/sources.md).
 //
 // Every received event is validated at the edge (see checker.check): size,
 // UTF-8, NUL bytes, nesting depth, JSON syntax, the "id" and the types bend
@@ -52,6 +59,10 @@
 //	ingest.http.too_large            counter of 413 answers
 //	ingest.http.bad_requests         counter of 400 answers
 //	ingest.files.done                counter of files replayed to the end
+//	ingest.<jetstream|sse>.connects, .disconnects, .reconnects, .connect_errors  as for stream
+//	ingest.<jetstream|sse>.duplicates counter of events dropped as read twice (the resume overlap)
+//	ingest.<jetstream|sse>.gaps       counter of resumes that found the publisher's replay window exceeded
+//	ingest.sse.skipped               counter of events of types not in ingest.sse.events
 package ingest
 
 import (
