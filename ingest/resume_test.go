@@ -311,3 +311,70 @@ func TestSourcesStopReadingWhenWindowFull(t *testing.T) {
 		})
 	}
 }
+
+// TestReconnectCarriesOn cuts the connection twice while a source reads:
+// each reconnection asks for the events after the last one read (the
+// repeat of that one is dropped), and the topic ends with every event once.
+func TestReconnectCarriesOn(t *testing.T) {
+	brokers := kafkatest.Brokers(t)
+	const n = 4000
+	for _, name := range []string{"jetstream", "sse"} {
+		t.Run(name, func(t *testing.T) {
+			cfg := testConfig()
+			pcfg := fakepub.Config{Events: n, Rate: 4000, Window: n}
+			var drop func()
+			var conns func() []fakepub.Conn
+			var id func(int) string
+			var cursorOf func(i int) string
+			switch name {
+			case "jetstream":
+				pub := fakepub.NewJetstream(pcfg)
+				defer pub.Close()
+				drop, conns, id = pub.Drop, pub.Conns, fakepub.JetstreamID
+				cursorOf = func(i int) string { return strconv.FormatInt(pub.TimeUS(i), 10) }
+				cfg.Jetstream.Enabled, cfg.Jetstream.URL, cfg.Jetstream.Cursor = true, pub.URL(), pub.TimeUS(0)
+			case "sse":
+				pub := fakepub.NewSSE(pcfg, "seq")
+				defer pub.Close()
+				drop, conns, id = pub.Drop, pub.Conns, fakepub.SSEID
+				cursorOf = pub.ID
+				cfg.SSE.Enabled, cfg.SSE.URL, cfg.SSE.Format, cfg.SSE.LastEventID = true, pub.URL(), "wikimedia_recentchange", "-1"
+			}
+			h := start(t, cfg, brokers)
+			for k := range 2 {
+				eventually(t, 20*time.Second, "more events", func() bool { return h.counter("ingest."+name+".published") > int64(1000*(k+1)) })
+				drop()
+				eventually(t, 20*time.Second, "the reconnection", func() bool { return len(conns()) == k+2 })
+			}
+			eventually(t, 30*time.Second, "every event", func() bool { return h.counter("ingest."+name+".published") >= n })
+			h.stop(t)
+			ids, _ := countByID(t, brokers, h.topic, name)
+			if dups := checkIDs(t, ids, n, id, func(int) bool { return true }); dups != 0 {
+				t.Errorf("%d duplicates", dups)
+			}
+			cs := conns()
+			for k, c := range cs[1:] {
+				// The cursor asked for is that of an event the previous
+				// connection sent, and the replay starts at it (Jetstream:
+				// time_us at least the cursor) or after it (SSE).
+				j := -1
+				for i := max(cs[k].First, 0); i < n; i++ {
+					if cursorOf(i) == c.Cursor {
+						j = i
+						break
+					}
+				}
+				next := j
+				if name == "sse" {
+					next = j + 1
+				}
+				if j < 0 || c.First != next {
+					t.Errorf("connection %d asked for %q (event %d), first sent %d: want an event the previous connection sent, and the replay from it", k+1, c.Cursor, j, c.First)
+				}
+			}
+			if r := h.counter("ingest." + name + ".reconnects"); r != 2 {
+				t.Errorf("%d reconnects, want 2", r)
+			}
+		})
+	}
+}

@@ -56,6 +56,7 @@ type server struct {
 	served  int
 	closing chan struct{}
 	once    sync.Once
+	drops   map[int]context.CancelFunc // open connections, by index in conns
 }
 
 // Conn is one client connection: the cursor it asked for (as sent: empty
@@ -66,17 +67,36 @@ type Conn struct {
 }
 
 func newServer(cfg Config, h func(s *server) http.Handler) *server {
-	s := &server{clock: clock{cfg: cfg, start: time.Now()}, closing: make(chan struct{})}
+	s := &server{clock: clock{cfg: cfg, start: time.Now()}, closing: make(chan struct{}), drops: map[int]context.CancelFunc{}}
 	s.srv = httptest.NewServer(h(s))
 	return s
 }
 
-// addConn logs a connection and returns its index.
-func (s *server) addConn(cursor string) int {
+// addConn logs a connection and returns its index, and the context of its
+// stream, which Drop cancels; end must be called when it ends.
+func (s *server) addConn(ctx context.Context, cursor string) (id int, sctx context.Context, end func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.conns = append(s.conns, Conn{Cursor: cursor, First: -1})
-	return len(s.conns) - 1
+	id = len(s.conns) - 1
+	sctx, cancel := context.WithCancel(ctx)
+	s.drops[id] = cancel
+	return id, sctx, func() {
+		cancel()
+		s.mu.Lock()
+		delete(s.drops, id)
+		s.mu.Unlock()
+	}
+}
+
+// Drop ends every open connection, as a network cut or a publisher restart
+// would; the server goes on accepting new ones.
+func (s *server) Drop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, cancel := range s.drops {
+		cancel()
+	}
 }
 
 func (s *server) sent(conn, i int) {

@@ -136,8 +136,8 @@ func (j *Jetstream) subscribe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer conn.CloseNow()
-	ctx := conn.CloseRead(r.Context()) // the client sends nothing bend needs
-	id := j.addConn(cursor)
+	id, ctx, end := j.addConn(conn.CloseRead(r.Context()), cursor) // the client sends nothing bend needs
+	defer end()
 	collections, dids := q["wantedCollections"], q["wantedDids"]
 	_ = j.stream(ctx, first, func(i int) error {
 		if !wanted(i, collections, dids) {

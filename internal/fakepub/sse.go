@@ -105,8 +105,9 @@ func (s *SSE) stream(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 32<<10)
 	fmt.Fprint(bw, ": connected\nretry: 200\n\n")
-	conn := s.addConn(last)
-	_ = s.server.stream(r.Context(), first, func(i int) error {
+	conn, ctx, end := s.addConn(r.Context(), last)
+	defer end()
+	_ = s.server.stream(ctx, first, func(i int) error {
 		if i%100 == 0 {
 			fmt.Fprint(bw, ":heartbeat\n")
 		}
