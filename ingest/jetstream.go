@@ -43,7 +43,7 @@ type JetstreamConfig struct {
 	// dropped by dedup_window). Default 5s.
 	Rewind time.Duration `mapstructure:"rewind"`
 	// GapTolerance: when the first event after a resume is later than the
-	// cursor asked for by more than this, the instance's replay window was
+	// resume cursor (before the rewind) by more than this, the instance's replay window was
 	// exceeded and the gap is logged and counted (ingest.jetstream.gaps). A
 	// sparse stream (few wanted_dids) can trip it without loss. Default 10s.
 	GapTolerance time.Duration `mapstructure:"gap_tolerance"`
@@ -203,7 +203,7 @@ func (s *jetstreamSource) subscribeURL(cursor int64) string {
 // reads, and reconnects with backoff until ctx ends; it returns nil then.
 func (s *jetstreamSource) Run(ctx context.Context, in *Ingest) error {
 	cursor := s.cfg.Cursor
-	resumed := false
+	need := int64(0) // the events after this one must come: the gap check's reference
 	if c, err := s.res.start(ctx, in); err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -214,11 +214,11 @@ func (s *jetstreamSource) Run(ctx context.Context, in *Ingest) error {
 		if err != nil {
 			return fmt.Errorf("the resume cursor %q in the input topic is not a time_us: %w", c, err)
 		}
-		cursor, resumed = max(1, us-s.cfg.Rewind.Microseconds()), true
+		cursor, need = max(1, us-s.cfg.Rewind.Microseconds()), us
 	}
 	f := &feeder{in: in, m: s.m, log: s.log, check: s.check}
 	for attempt := 0; ; attempt++ {
-		read, last, err := s.session(ctx, f, cursor, resumed)
+		read, last, err := s.session(ctx, f, cursor, need)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -226,7 +226,7 @@ func (s *jetstreamSource) Run(ctx context.Context, in *Ingest) error {
 			attempt = 0
 			// Within the process every event read is held: carry on
 			// from the last one (its repeat is a duplicate).
-			cursor, resumed = last, true
+			cursor, need = last, last
 		}
 		wait := backoff(attempt, s.cfg.MinBackoff, s.cfg.MaxBackoff, rand.Float64())
 		s.log.WithError(err).WithField("retry_in", wait.Round(time.Millisecond)).Warn("jetstream ended; reconnecting")
@@ -243,8 +243,9 @@ func (s *jetstreamSource) Run(ctx context.Context, in *Ingest) error {
 
 // session reads one connection from cursor until it ends, and returns the
 // number of messages read, the time_us of the last one, and why it ended.
-// checkGap: the connection resumes a cursor, whose replay is checked.
-func (s *jetstreamSource) session(ctx context.Context, f *feeder, cursor int64, checkGap bool) (read int, last int64, err error) {
+// need, when positive, is the time_us after which every event is wanted (a
+// resume): a first event later than it by more than gap_tolerance is a gap.
+func (s *jetstreamSource) session(ctx context.Context, f *feeder, cursor, need int64) (read int, last int64, err error) {
 	opts := &websocket.DialOptions{HTTPHeader: http.Header{}}
 	if s.token != "" {
 		opts.HTTPHeader.Set("Authorization", "Bearer "+string(s.token))
@@ -294,12 +295,12 @@ func (s *jetstreamSource) session(ctx context.Context, f *feeder, cursor int64, 
 		if t := gjson.GetBytes(msg, "time_us"); t.Type == gjson.Number {
 			if us, err := strconv.ParseInt(t.Raw, 10, 64); err == nil {
 				cur = []byte(t.Raw)
-				if checkGap {
-					checkGap = false
-					if cursor > 0 && us-cursor > s.cfg.GapTolerance.Microseconds() {
-						s.res.gap("asked for cursor %d, the first event is at %d, %s later (the instance's replay window was exceeded; ingest.jetstream.gap_tolerance %s)",
-							cursor, us, time.Duration(us-cursor)*time.Microsecond, s.cfg.GapTolerance)
+				if need > 0 {
+					if us-need > s.cfg.GapTolerance.Microseconds() {
+						s.res.gap("resumed after time_us %d (asked for cursor %d), the first event is at %d, %s later (the instance's replay window was exceeded; ingest.jetstream.gap_tolerance %s)",
+							need, cursor, us, time.Duration(us-need)*time.Microsecond, s.cfg.GapTolerance)
 					}
+					need = 0
 				}
 				last = us
 			}

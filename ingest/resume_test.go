@@ -233,7 +233,7 @@ func TestJetstreamReadLimit(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	read, _, err := s.session(ctx, &feeder{in: in, m: s.m, log: s.log, check: s.check}, 0, false)
+	read, _, err := s.session(ctx, &feeder{in: in, m: s.m, log: s.log, check: s.check}, 0, 0)
 	if read != 0 || !errors.Is(err, websocket.ErrMessageTooBig) {
 		t.Fatalf("session read %d, ended with %v: want 0 and the read limit", read, err)
 	}

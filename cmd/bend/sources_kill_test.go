@@ -86,17 +86,26 @@ log: {level: info}
 			proc := startBend(t, path)
 			defer func() { _ = proc.cmd.Process.Kill() }()
 			rng := rand.New(rand.NewPCG(uint64(len(tc.name)), 7))
+			midStream := 0
+			var logs []string // of every process killed
 			for k := range kills {
-				time.Sleep(time.Duration(2000+rng.IntN(1500)) * time.Millisecond)
+				// Kill a process that is streaming: once its source has
+				// connected, after a random while.
+				eventually(t, 60*time.Second, "bend's source to connect", func() bool { return strings.Contains(proc.log.String(), "connected") })
+				time.Sleep(time.Duration(300+rng.IntN(1500)) * time.Millisecond)
+				if !pubDone() {
+					midStream++
+				}
 				if err := proc.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 					t.Fatalf("kill %d: %v", k, err)
 				}
 				_ = proc.cmd.Wait()
+				logs = append(logs, proc.log.String())
 				t.Logf("kill %d: input holds %d records; %s", k+1, hwmSum(brokers, in), resumeLines(proc.log.String()))
 				proc = startBend(t, path)
 			}
-			if pubDone() {
-				t.Fatalf("the publisher finished before the last kill: the kills must hit bend while it streams")
+			if midStream < 4 {
+				t.Fatalf("only %d of %d kills hit bend while the publisher streamed", midStream, kills)
 			}
 			deadline := time.Now().Add(3 * time.Minute)
 			var ids map[string]int
@@ -123,6 +132,11 @@ log: {level: info}
 					}
 				default:
 					dups += c - 1
+				}
+			}
+			for i, l := range append(logs, proc.log.String()) {
+				if strings.Contains(l, "gap in the stream") {
+					t.Errorf("process %d reported a gap, within the publisher's replay window:\n%s", i+1, resumeLines(l))
 				}
 			}
 			if lost > 0 {
