@@ -43,6 +43,7 @@ import (
 	"github.com/bendstream/bend/delayqueue"
 	"github.com/bendstream/bend/enrich"
 	"github.com/bendstream/bend/internal/activity"
+	"github.com/bendstream/bend/internal/metricnames"
 	"github.com/bendstream/bend/sink"
 	metrics "github.com/rcrowley/go-metrics"
 	"github.com/sirupsen/logrus"
@@ -89,24 +90,24 @@ func New(cfg Config, brokers []string, sc *sarama.Config, topics []string, enric
 	}
 	d := &Distributor{cfg: cfg, brokers: brokers, sc: cfg.consumerConfig(sc), topics: topics,
 		enrichers: enrichers, work: work, dq: dq, log: log, reg: reg, claims: map[*claimState]struct{}{},
-		consumed:    metrics.GetOrRegisterMeter("distributor.consumed", reg),
-		inflight:    metrics.GetOrRegisterCounter("distributor.inflight", reg),
-		deadLetters: metrics.GetOrRegisterCounter("distributor.dead_letters", reg),
-		missing:     metrics.GetOrRegisterCounter("distributor.missing", reg),
-		retries:     metrics.GetOrRegisterCounter("distributor.retries", reg),
-		fenced:      metrics.GetOrRegisterCounter("distributor.fenced", reg),
-		abandoned:   metrics.GetOrRegisterCounter("distributor.abandoned", reg),
-		late:        metrics.GetOrRegisterCounter("distributor.late_results", reg),
+		consumed:    metrics.GetOrRegisterMeter(metricnames.DistributorConsumed, reg),
+		inflight:    metrics.GetOrRegisterCounter(metricnames.DistributorInflight, reg),
+		deadLetters: metrics.GetOrRegisterCounter(metricnames.DistributorDeadLetters, reg),
+		missing:     metrics.GetOrRegisterCounter(metricnames.DistributorMissing, reg),
+		retries:     metrics.GetOrRegisterCounter(metricnames.DistributorRetries, reg),
+		fenced:      metrics.GetOrRegisterCounter(metricnames.DistributorFenced, reg),
+		abandoned:   metrics.GetOrRegisterCounter(metricnames.DistributorAbandoned, reg),
+		late:        metrics.GetOrRegisterCounter(metricnames.DistributorLate, reg),
 	}
 	d.delay.Store(int64(cfg.Delay))
-	reg.GetOrRegister("distributor.lag", metrics.NewFunctionalGauge(d.Lag))
-	reg.GetOrRegister("delayqueue.len", metrics.NewFunctionalGauge(func() int64 { return int64(dq.Len()) }))
-	reg.GetOrRegister("delayqueue.in_use", metrics.NewFunctionalGauge(func() int64 { n, _ := dq.InUse(); return n }))
-	reg.GetOrRegister("delayqueue.cap", metrics.NewFunctionalGauge(func() int64 { n, _ := dq.Cap(); return n }))
-	reg.GetOrRegister("delayqueue.waiters", metrics.NewFunctionalGauge(func() int64 { return int64(dq.Waiters()) }))
-	reg.GetOrRegister("delayqueue.blocked_put_ns", metrics.NewFunctionalGauge(func() int64 { return int64(dq.Stats().BlockedPut) }))
-	reg.GetOrRegister("enrich.queue.depth", metrics.NewFunctionalGauge(func() int64 { return int64(len(work)) }))
-	reg.GetOrRegister("enrich.queue.cap", metrics.NewFunctionalGauge(func() int64 { return int64(cap(work)) }))
+	reg.GetOrRegister(metricnames.DistributorLag, metrics.NewFunctionalGauge(d.Lag))
+	reg.GetOrRegister(metricnames.DelayQueueLen, metrics.NewFunctionalGauge(func() int64 { return int64(dq.Len()) }))
+	reg.GetOrRegister(metricnames.DelayQueueInUse, metrics.NewFunctionalGauge(func() int64 { n, _ := dq.InUse(); return n }))
+	reg.GetOrRegister(metricnames.DelayQueueCap, metrics.NewFunctionalGauge(func() int64 { n, _ := dq.Cap(); return n }))
+	reg.GetOrRegister(metricnames.DelayQueueWaiters, metrics.NewFunctionalGauge(func() int64 { return int64(dq.Waiters()) }))
+	reg.GetOrRegister(metricnames.DelayQueueBlockedPutNS, metrics.NewFunctionalGauge(func() int64 { return int64(dq.Stats().BlockedPut) }))
+	reg.GetOrRegister(metricnames.EnrichQueueDepth, metrics.NewFunctionalGauge(func() int64 { return int64(len(work)) }))
+	reg.GetOrRegister(metricnames.EnrichQueueCap, metrics.NewFunctionalGauge(func() int64 { return int64(cap(work)) }))
 	return d, nil
 }
 
@@ -285,12 +286,12 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	d.claimsMu.Lock()
 	d.claims[cs] = struct{}{}
 	d.claimsMu.Unlock()
-	prefix := fmt.Sprintf("distributor.partition.%s.%d.", claim.Topic(), claim.Partition())
+	prefix := metricnames.Partition(claim.Topic(), claim.Partition())
 	gauges := map[string]func() int64{
-		"lag":       cs.lag,
-		"watermark": cs.watermark,
-		"in_flight": func() int64 { return int64(cs.inFlight()) },
-		"buffered":  func() int64 { return int64(len(claim.Messages())) },
+		metricnames.PartitionLag:       cs.lag,
+		metricnames.PartitionWatermark: cs.watermark,
+		metricnames.PartitionInFlight:  func() int64 { return int64(cs.inFlight()) },
+		metricnames.PartitionBuffered:  func() int64 { return int64(len(claim.Messages())) },
 	}
 	for name, fn := range gauges {
 		d.reg.Unregister(prefix + name)
@@ -353,7 +354,10 @@ func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.Cons
 		j.deadLetter = "invalid event: " + perr.Error()
 		due = j.read
 	} else if f.Kind != "" {
-		due = j.read // a non-activity event: passed on unenriched, at once
+		// A non-activity event: passed on unenriched, at once. Its record
+		// is built before it is parked, where an emitter may seal it.
+		due = j.read
+		j.rec = j.passRecord(d, f.Kind)
 	} else {
 		j.fields = f
 		j.results = make([]result, len(d.enrichers))
@@ -382,7 +386,6 @@ func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.Cons
 		return nil
 	}
 	if f.Kind != "" {
-		j.rec = j.passRecord(d, f.Kind)
 		d.dq.Complete(it)
 		return nil
 	}

@@ -3,14 +3,16 @@ package distributor
 import (
 	"github.com/IBM/sarama"
 	"github.com/bendstream/bend/internal/activity"
+	"github.com/bendstream/bend/internal/metricnames"
 	"github.com/bendstream/bend/sink"
 	metrics "github.com/rcrowley/go-metrics"
 )
 
-// parse reads the fields enrichers read from a consumed record, in the
-// format its bend-format header names (distributor.format when it has
-// none). A record whose bend-kind header names a non-activity event is not
-// read: its Fields have only that Kind.
+// parse reads the fields enrichers read from a consumed record: from its
+// bend-fields header when ingest wrote one (ingest mapped and validated the
+// event), else from the value in the format its bend-format header names
+// (distributor.format when it has none). A record whose bend-kind header
+// names a non-activity event is not read: its Fields have only that Kind.
 func (c Config) parse(m *sarama.ConsumerMessage) (activity.Fields, error) {
 	var name string
 	for _, h := range m.Headers {
@@ -21,6 +23,8 @@ func (c Config) parse(m *sarama.ConsumerMessage) (activity.Fields, error) {
 			}
 		case activity.HeaderFormat:
 			name = string(h.Value)
+		case activity.HeaderFields:
+			return activity.DecodeFields(h.Value, m.Value)
 		}
 	}
 	f, err := c.Formats.Lookup(name)
@@ -34,7 +38,7 @@ func (c Config) parse(m *sarama.ConsumerMessage) (activity.Fields, error) {
 // untouched, with the provenance headers and bend-kind. It counts the
 // event in distributor.non_activity.
 func (j *job) passRecord(d *Distributor, kind string) *sink.Record {
-	metrics.GetOrRegisterCounter("distributor.non_activity", d.reg).Inc(1)
+	metrics.GetOrRegisterCounter(metricnames.DistributorNonActivity, d.reg).Inc(1)
 	h := append(provenance(j.msg), sarama.RecordHeader{Key: []byte(activity.HeaderKind), Value: []byte(kind)})
 	return &sink.Record{Key: j.msg.Key, Value: j.msg.Value, Headers: h, Timestamp: j.msg.Timestamp, Ack: j.ackFunc(d), Source: j.source()}
 }

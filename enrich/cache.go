@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bendstream/bend/internal/metricnames"
 	metrics "github.com/rcrowley/go-metrics"
 )
 
@@ -39,8 +40,8 @@ type cacheEntry[V any] struct {
 func newCache[V any](name string, size int, ttl time.Duration, reg metrics.Registry) *cache[V] {
 	return &cache[V]{
 		size: size, ttl: ttl, now: time.Now,
-		hits:   metrics.GetOrRegisterCounter("enrich."+name+".cache_hits", reg),
-		misses: metrics.GetOrRegisterCounter("enrich."+name+".cache_misses", reg),
+		hits:   metrics.GetOrRegisterCounter(metricnames.Enricher(name, metricnames.EnricherCacheHits), reg),
+		misses: metrics.GetOrRegisterCounter(metricnames.Enricher(name, metricnames.EnricherCacheMisses), reg),
 		items:  make(map[string]*list.Element, min(size, 1024)),
 	}
 }

@@ -97,7 +97,8 @@ func newLang(o LangOptions) (*lang, error) {
 	return l, nil
 }
 
-// Enrich detects the language of a.Text, without its @mentions and links.
+// Enrich detects the language of a.Text, without its @mentions and links,
+// and reports the publisher's language tag a.Lang, if any, as "hint".
 // It takes about 0.15ms per post and checks ctx only before it starts.
 func (l *lang) Enrich(ctx context.Context, a *activity.Fields) (json.RawMessage, error) {
 	if err := ctx.Err(); err != nil {
@@ -109,6 +110,12 @@ func (l *lang) Enrich(ctx context.Context, a *activity.Fields) (json.RawMessage,
 	b = append(b, code...)
 	b = append(b, `","confidence":`...)
 	b = strconv.AppendFloat(b, math.Round(conf*1000)/1000, 'f', -1, 64)
+	if a.Lang != "" {
+		if q, err := json.Marshal(a.Lang); err == nil { // JSON escapes, not Go's
+			b = append(b, `,"hint":`...)
+			b = append(b, q...)
+		}
+	}
 	b = append(b, '}')
 	return b, nil
 }

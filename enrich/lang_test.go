@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -185,6 +186,23 @@ func BenchmarkLang(b *testing.B) {
 		i++
 		if _, err := e.Enrich(ctx, a); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestLangReportsThePublishersTag(t *testing.T) {
+	e := build(t, Spec{Name: "lang"}, nil)
+	for _, tc := range []struct{ hint, want string }{
+		{"", `{"lang":"en","confidence":`},
+		{"en", `"hint":"en"}`},
+		{"x\ay", `"hint":"x\u0007y"}`},
+	} {
+		res, err := enrichWithin(e, time.Second, &activity.Fields{ID: "a", Text: "The weather is lovely today, so I am going to the park.", Lang: tc.hint})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !json.Valid(res) || !strings.Contains(string(res), tc.want) || (tc.hint == "" && strings.Contains(string(res), "hint")) {
+			t.Errorf("hint %q: %s, want it to contain %s", tc.hint, res, tc.want)
 		}
 	}
 }

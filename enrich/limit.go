@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/bendstream/bend/internal/activity"
+	"github.com/bendstream/bend/internal/metricnames"
 	metrics "github.com/rcrowley/go-metrics"
 	"golang.org/x/sync/semaphore"
 )
@@ -33,11 +34,11 @@ type slots interface {
 func limit(s Spec, e Enricher, reg metrics.Registry) Enricher {
 	l := &limited{
 		e:        e,
-		inFlight: metrics.GetOrRegisterCounter("enrich."+s.Name+".in_flight", reg),
-		waiting:  metrics.GetOrRegisterCounter("enrich."+s.Name+".waiting", reg),
+		inFlight: metrics.GetOrRegisterCounter(metricnames.Enricher(s.Name, metricnames.EnricherInFlight), reg),
+		waiting:  metrics.GetOrRegisterCounter(metricnames.Enricher(s.Name, metricnames.EnricherWaiting), reg),
 	}
 	if s.Concurrency > 0 {
-		g := metrics.GetOrRegisterGauge("enrich."+s.Name+".limit", reg)
+		g := metrics.GetOrRegisterGauge(metricnames.Enricher(s.Name, metricnames.EnricherLimit), reg)
 		g.Update(int64(s.Concurrency))
 		if s.Adaptive {
 			l.slots = newAIMD(s.Concurrency, g)

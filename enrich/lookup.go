@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/bendstream/bend/internal/activity"
+	"github.com/bendstream/bend/internal/metricnames"
 	metrics "github.com/rcrowley/go-metrics"
 	"golang.org/x/sync/singleflight"
 )
@@ -100,7 +101,7 @@ func newLookup(name string, o LookupOptions, reg metrics.Registry) (*lookup, err
 	l := &lookup{
 		o: o, tmpl: tmpl, token: o.Token,
 		cache:    newCache[json.RawMessage](name, o.CacheSize, o.CacheTTL, reg),
-		requests: metrics.GetOrRegisterCounter("enrich."+name+".requests", reg),
+		requests: metrics.GetOrRegisterCounter(metricnames.Enricher(name, metricnames.EnricherRequests), reg),
 	}
 	if o.TokenFile != "" {
 		b, err := os.ReadFile(o.TokenFile)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bendstream/bend/internal/activity"
+	"github.com/bendstream/bend/internal/metricnames"
 	"github.com/bendstream/bend/internal/metricsutil"
 	metrics "github.com/rcrowley/go-metrics"
 	"github.com/sirupsen/logrus"
@@ -76,20 +77,20 @@ type Pool struct {
 // metrics, including the gauge enrich.workers: the workers running now.
 func NewPool(workers int, enrichers []Resolved, log logrus.FieldLogger, reg metrics.Registry) *Pool {
 	p := &Pool{enrichers: enrichers, log: log, resized: make(chan struct{}, 1),
-		busy: metrics.GetOrRegisterCounter("enrich.busy", reg)}
+		busy: metrics.GetOrRegisterCounter(metricnames.EnrichBusy, reg)}
 	p.workers.Store(int64(max(workers, 0)))
-	reg.GetOrRegister("enrich.utilisation", metrics.NewFunctionalGauge(func() int64 {
+	reg.GetOrRegister(metricnames.EnrichUtilisation, metrics.NewFunctionalGauge(func() int64 {
 		n := p.running.Load()
 		if n == 0 {
 			return 0
 		}
 		return p.busy.Count() * 100 / n
 	}))
-	reg.GetOrRegister("enrich.workers", metrics.NewFunctionalGauge(p.running.Load))
+	reg.GetOrRegister(metricnames.EnrichWorkers, metrics.NewFunctionalGauge(p.running.Load))
 	for _, e := range enrichers {
-		p.latency = append(p.latency, metricsutil.GetOrRegisterTimer("enrich."+e.Name+".latency", reg))
-		p.errs = append(p.errs, metrics.GetOrRegisterCounter("enrich."+e.Name+".errors", reg))
-		p.timeouts = append(p.timeouts, metrics.GetOrRegisterCounter("enrich."+e.Name+".timeouts", reg))
+		p.latency = append(p.latency, metricsutil.GetOrRegisterTimer(metricnames.Enricher(e.Name, metricnames.EnricherLatency), reg))
+		p.errs = append(p.errs, metrics.GetOrRegisterCounter(metricnames.Enricher(e.Name, metricnames.EnricherErrors), reg))
+		p.timeouts = append(p.timeouts, metrics.GetOrRegisterCounter(metricnames.Enricher(e.Name, metricnames.EnricherTimeouts), reg))
 		_, instant := e.Enricher.(instantFunc)
 		p.timed = append(p.timed, !instant)
 	}

@@ -50,6 +50,7 @@ import (
 	"time"
 
 	"github.com/bendstream/bend/internal/activity"
+	"github.com/bendstream/bend/internal/metricnames"
 	metrics "github.com/rcrowley/go-metrics"
 	"github.com/sirupsen/logrus"
 )
@@ -187,15 +188,15 @@ func NewServer(cfg RemoteConfig, q Queue, enrichers []Resolved, log logrus.Field
 	}
 	s := &Server{q: q, token: cfg.Token, ttl: cfg.Lease, batch: cfg.MaxBatch, log: log,
 		stop: make(chan struct{}), leases: map[string]*lease{},
-		leased:  metrics.GetOrRegisterCounter("enrich.remote.leased", reg),
-		expired: metrics.GetOrRegisterCounter("enrich.remote.expired", reg),
-		results: metrics.GetOrRegisterCounter("enrich.remote.results", reg),
-		stale:   metrics.GetOrRegisterCounter("enrich.remote.stale", reg),
+		leased:  metrics.GetOrRegisterCounter(metricnames.EnrichRemoteLeased, reg),
+		expired: metrics.GetOrRegisterCounter(metricnames.EnrichRemoteExpired, reg),
+		results: metrics.GetOrRegisterCounter(metricnames.EnrichRemoteResults, reg),
+		stale:   metrics.GetOrRegisterCounter(metricnames.EnrichRemoteStale, reg),
 	}
 	for _, e := range enrichers {
 		s.names = append(s.names, e.Name)
 	}
-	reg.GetOrRegister("enrich.remote.leases", metrics.NewFunctionalGauge(func() int64 {
+	reg.GetOrRegister(metricnames.EnrichRemoteLeases, metrics.NewFunctionalGauge(func() int64 {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return int64(len(s.leases))

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/bendstream/bend/internal/activity"
+	"github.com/bendstream/bend/internal/metricnames"
 	metrics "github.com/rcrowley/go-metrics"
 	"github.com/sirupsen/logrus"
 )
@@ -107,8 +108,8 @@ type tableRows struct {
 func newTable(name string, o TableOptions, log logrus.FieldLogger, reg metrics.Registry) (*table, error) {
 	t := &table{
 		o: o, log: log, now: time.Now,
-		reloads:      metrics.GetOrRegisterCounter("enrich."+name+".reloads", reg),
-		reloadErrors: metrics.GetOrRegisterCounter("enrich."+name+".reload_errors", reg),
+		reloads:      metrics.GetOrRegisterCounter(metricnames.Enricher(name, metricnames.EnricherReloads), reg),
+		reloadErrors: metrics.GetOrRegisterCounter(metricnames.Enricher(name, metricnames.EnricherReloadErrors), reg),
 	}
 	rows, err := loadTable(o)
 	if err != nil {

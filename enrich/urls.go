@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/bendstream/bend/internal/activity"
+	"github.com/bendstream/bend/internal/metricnames"
 	metrics "github.com/rcrowley/go-metrics"
 	"golang.org/x/sync/semaphore"
 )
@@ -128,7 +129,7 @@ func newURLs(name string, o URLOptions, reg metrics.Registry) *urls {
 		o:        o,
 		cache:    newCache[linkResult](name, o.CacheSize, o.CacheTTL, reg),
 		hosts:    hostLimiter{per: int64(o.PerHostConcurrency), hosts: map[string]*hostSlots{}},
-		requests: metrics.GetOrRegisterCounter("enrich."+name+".requests", reg),
+		requests: metrics.GetOrRegisterCounter(metricnames.Enricher(name, metricnames.EnricherRequests), reg),
 		permit:   public,
 	}
 	if o.AllowPrivate {

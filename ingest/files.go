@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bendstream/bend/internal/metricnames"
 	"github.com/bendstream/bend/internal/ndjson"
 	metrics "github.com/rcrowley/go-metrics"
 	"github.com/sirupsen/logrus"
@@ -44,7 +45,7 @@ func newFilesSource(cfg FilesConfig, stdin io.Reader, in *Ingest) (*filesSource,
 	return &filesSource{cfg: cfg, stdin: stdin, check: chk,
 		log:  in.log.WithField("source", "files"),
 		m:    in.sourceMetrics("files"),
-		done: metrics.GetOrRegisterCounter("ingest.files.done", in.reg),
+		done: metrics.GetOrRegisterCounter(metricnames.IngestFilesDone, in.reg),
 	}, nil
 }
 

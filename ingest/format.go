@@ -5,14 +5,16 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/bendstream/bend/internal/activity"
+	"github.com/bendstream/bend/internal/metricnames"
 	metrics "github.com/rcrowley/go-metrics"
 )
 
 // verdict is what the edge's checks say of a valid event: its Kafka key,
 // and its kind when it is not an activity (a delete notice, ...).
 type verdict struct {
-	key  []byte
-	kind string
+	key    []byte
+	kind   string
+	fields []byte // the bend-fields header, for formats other than bend
 }
 
 // formatChecker returns the checker of a source reading events of format
@@ -30,8 +32,8 @@ func (in *Ingest) formatChecker(fc activity.FormatConfig, prefix, source string)
 	c.format = f
 	c.formatName = []byte(f.Name())
 	c.nonActivity, c.nonActivityTopic = fc.NonActivity, fc.NonActivityTopic
-	c.passed = metrics.GetOrRegisterCounter("ingest."+source+".non_activity", in.reg)
-	c.dropped = metrics.GetOrRegisterCounter("ingest."+source+".non_activity_dropped", in.reg)
+	c.passed = metrics.GetOrRegisterCounter(metricnames.Source(source, metricnames.SourceNonActivity), in.reg)
+	c.dropped = metrics.GetOrRegisterCounter(metricnames.Source(source, metricnames.SourceNonActivityDropped), in.reg)
 	return &c, nil
 }
 
@@ -58,6 +60,9 @@ func (in *Ingest) record(src *sourceMetrics, c *checker, v verdict, value []byte
 	}
 	if v.kind == "" {
 		m.Headers = []sarama.RecordHeader{{Key: headerFormat, Value: c.formatName}}
+		if v.fields != nil {
+			m.Headers = append(m.Headers, sarama.RecordHeader{Key: headerFields, Value: v.fields})
+		}
 		return m
 	}
 	m.Headers = []sarama.RecordHeader{{Key: headerFormat, Value: c.formatName}, {Key: headerKind, Value: []byte(v.kind)}}
@@ -73,11 +78,16 @@ func (in *Ingest) record(src *sourceMetrics, c *checker, v verdict, value []byte
 var (
 	headerFormat = []byte(activity.HeaderFormat)
 	headerKind   = []byte(activity.HeaderKind)
+	headerFields = []byte(activity.HeaderFields)
 )
 
 // FormatConfigs returns the format of every event source of c that maps
 // fields of its own, by the name its records carry in the bend-format
 // header: what the distributor needs to read them (activity.NewFormats).
+//
+// A source reading events embeds activity.FormatConfig in its section,
+// builds its checker with formatChecker (its feeder's check), and is listed
+// here.
 func (c Config) FormatConfigs() map[string]activity.FormatConfig {
 	out := map[string]activity.FormatConfig{}
 	for prefix, fc := range map[string]activity.FormatConfig{

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/bendstream/bend/internal/metricnames"
 	"github.com/bendstream/bend/internal/ndjson"
 	metrics "github.com/rcrowley/go-metrics"
 	"github.com/sirupsen/logrus"
@@ -81,11 +82,11 @@ func newHTTPSource(cfg HTTPConfig, in *Ingest) (*httpSource, error) {
 		log:          in.log.WithField("source", "http"),
 		m:            in.sourceMetrics("http"),
 		chunk:        max(1, in.cfg.Producer.MaxInFlight/2),
-		requests:     in.meters.meter("ingest.http.requests"),
-		throttled:    metrics.GetOrRegisterCounter("ingest.http.throttled", reg),
-		unauthorized: metrics.GetOrRegisterCounter("ingest.http.unauthorized", reg),
-		tooLarge:     metrics.GetOrRegisterCounter("ingest.http.too_large", reg),
-		badRequests:  metrics.GetOrRegisterCounter("ingest.http.bad_requests", reg),
+		requests:     in.meters.meter(metricnames.IngestHTTPRequests),
+		throttled:    metrics.GetOrRegisterCounter(metricnames.IngestHTTPThrottled, reg),
+		unauthorized: metrics.GetOrRegisterCounter(metricnames.IngestHTTPUnauth, reg),
+		tooLarge:     metrics.GetOrRegisterCounter(metricnames.IngestHTTPTooLarge, reg),
+		badRequests:  metrics.GetOrRegisterCounter(metricnames.IngestHTTPBadRequests, reg),
 	}
 	h.srv = &http.Server{
 		Handler:           h,
@@ -170,6 +171,7 @@ type item struct {
 	value  []byte
 	key    []byte
 	kind   string // of a non-activity event
+	fields []byte // its bend-fields header
 	reason error
 }
 
@@ -350,7 +352,7 @@ func (h *httpSource) publish(ctx context.Context, items []item, acks *acks, dead
 		for i, it := range items[:k] {
 			var m *sarama.ProducerMessage
 			if it.reason == nil {
-				m = in.record(h.m, h.check, verdict{key: it.key, kind: it.kind}, it.value)
+				m = in.record(h.m, h.check, verdict{key: it.key, kind: it.kind, fields: it.fields}, it.value)
 			} else {
 				in.rejected.Inc(1)
 				h.m.rejected.Inc(1)
@@ -373,14 +375,23 @@ func (h *httpSource) publish(ctx context.Context, items []item, acks *acks, dead
 // is then true), else NDJSON, and checks each. It fails only if body is
 // neither.
 func (h *httpSource) parse(body []byte) (items []item, array bool, err error) {
-	check := func(n int, v []byte) {
+	var check func(n int, v []byte)
+	check = func(n int, v []byte) {
 		it := item{n: n, value: v}
 		var vd verdict
 		vd, it.reason = h.check.verdict(v)
+		if it.reason == nil && vd.kind != "" && h.check.format != nil {
+			if parts := h.check.format.Split(v); parts != nil {
+				for _, p := range parts { // a container of several events
+					check(n, p)
+				}
+				return
+			}
+		}
 		if it.reason == nil && h.check.drops(vd) {
 			return // a non-activity event dropped by ingest.http.non_activity
 		}
-		it.key, it.kind = vd.key, vd.kind
+		it.key, it.kind, it.fields = vd.key, vd.kind, vd.fields
 		items = append(items, it)
 	}
 	if t := bytes.TrimLeft(body, " \t\r\n"); len(t) > 0 && t[0] == '[' {

@@ -21,6 +21,13 @@
 // resume the publisher from the newest cursor Kafka acknowledged (see
 // cursor.go and docs/sources.md).
 //
+// Each source reading events has a format (ingest.<source>.format and
+// .fields, see internal/activity and docs/formats.md): the event is mapped
+// once, here, onto the fields bend reads; its record carries the headers
+// bend-format and bend-fields (the mapped fields), or bend-kind for a
+// non-activity event (a delete, a compliance notice), which the source
+// passes on, sends to its own topic or drops (ingest.<source>.non_activity).
+//
 // Every received event is validated at the edge (see checker.check): size,
 // UTF-8, NUL bytes, nesting depth, JSON syntax, the "id" and the types bend
 // reads, and the key field (ingest.key_field). An invalid event is
@@ -63,6 +70,8 @@
 //	ingest.<jetstream|sse>.duplicates counter of events dropped as read twice (the resume overlap)
 //	ingest.<jetstream|sse>.gaps       counter of resumes that found the publisher's replay window exceeded
 //	ingest.sse.skipped               counter of events of types not in ingest.sse.events
+//	ingest.<source>.non_activity     counter of non-activity events written (pass, topic)
+//	ingest.<source>.non_activity_dropped  counter of non-activity events dropped
 package ingest
 
 import (
@@ -78,6 +87,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/bendstream/bend/internal/kafka"
+	"github.com/bendstream/bend/internal/metricnames"
 	metrics "github.com/rcrowley/go-metrics"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/errgroup"
@@ -164,13 +174,13 @@ func New(cfg Config, brokers []string, sc *sarama.Config, topic, deadLetterTopic
 		check:       newChecker(cfg),
 		win:         newWindow(cfg.Producer.MaxInFlight, cfg.MaxBufferedBytes),
 		meters:      ms,
-		published:   ms.meter("ingest.published"),
-		rejected:    metrics.GetOrRegisterCounter("ingest.rejected", reg),
-		failed:      metrics.GetOrRegisterCounter("ingest.failed", reg),
-		deadLetters: metrics.GetOrRegisterCounter("ingest.dead_letters", reg),
+		published:   ms.meter(metricnames.IngestPublished),
+		rejected:    metrics.GetOrRegisterCounter(metricnames.IngestRejected, reg),
+		failed:      metrics.GetOrRegisterCounter(metricnames.IngestFailed, reg),
+		deadLetters: metrics.GetOrRegisterCounter(metricnames.IngestDeadLetters, reg),
 	}
-	reg.GetOrRegister("ingest.buffered_bytes", metrics.NewFunctionalGauge(func() int64 { _, n := in.win.held(); return n }))
-	reg.GetOrRegister("ingest.buffered_records", metrics.NewFunctionalGauge(func() int64 { r, _ := in.win.held(); return r }))
+	reg.GetOrRegister(metricnames.IngestBufferedBytes, metrics.NewFunctionalGauge(func() int64 { _, n := in.win.held(); return n }))
+	reg.GetOrRegister(metricnames.IngestBufferedRecords, metrics.NewFunctionalGauge(func() int64 { r, _ := in.win.held(); return r }))
 
 	var err error
 	if cfg.Synthetic.Enabled {
@@ -422,12 +432,11 @@ type sourceMetrics struct {
 }
 
 func (in *Ingest) sourceMetrics(name string) *sourceMetrics {
-	p := "ingest." + name + "."
 	return &sourceMetrics{name: name,
-		events:    in.meters.meter(p + "events"),
-		published: in.meters.meter(p + "published"),
-		rejected:  metrics.GetOrRegisterCounter(p+"rejected", in.reg),
-		bytes:     metrics.GetOrRegisterCounter(p+"bytes", in.reg),
+		events:    in.meters.meter(metricnames.Source(name, metricnames.SourceEvents)),
+		published: in.meters.meter(metricnames.Source(name, metricnames.SourcePublished)),
+		rejected:  metrics.GetOrRegisterCounter(metricnames.Source(name, metricnames.SourceRejected), in.reg),
+		bytes:     metrics.GetOrRegisterCounter(metricnames.Source(name, metricnames.SourceBytes), in.reg),
 	}
 }
 

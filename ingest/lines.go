@@ -44,6 +44,18 @@ func (f *feeder) feed(ctx context.Context, line []byte, n int, lerr error, a *ac
 	if reason == nil {
 		v, reason = chk.verdict(line)
 	}
+	if reason == nil && v.kind != "" && chk.format != nil {
+		// A container of several events (a Reddit Listing): each is fed
+		// on its own, as a slice of the line.
+		if parts := chk.format.Split(line); parts != nil {
+			for _, p := range parts {
+				if err := f.feed(ctx, p, n, nil, a); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
 	var done func(error)
 	if a != nil {
 		done = a.add()

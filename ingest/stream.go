@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/bendstream/bend/internal/metricnames"
 	"github.com/bendstream/bend/internal/ndjson"
 	metrics "github.com/rcrowley/go-metrics"
 	"github.com/sirupsen/logrus"
@@ -62,10 +63,10 @@ func newStreamSource(cfg StreamConfig, in *Ingest) (*streamSource, error) {
 		}},
 		log:           in.log.WithFields(logrus.Fields{"source": "stream", "url": where}),
 		m:             in.sourceMetrics("stream"),
-		connects:      metrics.GetOrRegisterCounter("ingest.stream.connects", reg),
-		disconnects:   metrics.GetOrRegisterCounter("ingest.stream.disconnects", reg),
-		reconnects:    metrics.GetOrRegisterCounter("ingest.stream.reconnects", reg),
-		connectErrors: metrics.GetOrRegisterCounter("ingest.stream.connect_errors", reg),
+		connects:      metrics.GetOrRegisterCounter(metricnames.IngestStreamConnects, reg),
+		disconnects:   metrics.GetOrRegisterCounter(metricnames.IngestStreamDisconn, reg),
+		reconnects:    metrics.GetOrRegisterCounter(metricnames.IngestStreamReconn, reg),
+		connectErrors: metrics.GetOrRegisterCounter(metricnames.IngestStreamConnErrs, reg),
 	}, nil
 }
 

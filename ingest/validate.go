@@ -96,7 +96,11 @@ func (c checker) verdict(ev []byte) (verdict, error) {
 	if len(ev)+len(key) > c.maxBytes {
 		return verdict{}, fmt.Errorf("%w: %d bytes with its key, over the limit of %d (ingest.max_event_bytes)", errTooLarge, len(ev)+len(key), c.maxBytes)
 	}
-	return verdict{key: key, kind: f.Kind}, nil
+	v := verdict{key: key, kind: f.Kind}
+	if c.format != nil && c.formatName != nil && !c.format.Fast() && f.Kind == "" {
+		v.fields = activity.EncodeFields(f)
+	}
+	return v, nil
 }
 
 // lookupKey finds the key field in ev, a valid JSON object.

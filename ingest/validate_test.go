@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/bendstream/bend/internal/activity"
+	metrics "github.com/rcrowley/go-metrics"
 )
 
 func TestCheckHostileEvents(t *testing.T) {
@@ -107,4 +108,52 @@ func FuzzDecodeEvent(f *testing.F) {
 			t.Fatalf("accepted %q, nested too deep", ev)
 		}
 	})
+}
+
+func TestVerdictOfFormats(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		fc       activity.FormatConfig
+		ev       string
+		wantKey  string
+		wantKind string
+		wantErr  string
+	}{
+		{"twitter id over 2^53 exact", activity.FormatConfig{Format: activity.PresetTwitterV1}, `{"id":1050118621198921728,"text":"hi","user":{"id":1}}`, "1050118621198921728", "", ""},
+		{"twitter delete notice", activity.FormatConfig{Format: activity.PresetTwitterV1}, `{"delete":{"status":{"id":1,"id_str":"17"}}}`, "17", activity.KindDelete, ""},
+		{"mapped key", activity.FormatConfig{Format: activity.PresetTwitterV1, Fields: activity.Mapping{Key: []string{"user.id_str"}}}, `{"id_str":"5","user":{"id_str":"u9"}}`, "u9", "", ""},
+		{"jetstream composed id", activity.FormatConfig{Format: activity.PresetJetstream}, `{"did":"did:plc:a","kind":"commit","commit":{"operation":"create","collection":"app.bsky.feed.post","rkey":"r1","record":{"text":"x"}}}`, "at://did:plc:a/app.bsky.feed.post/r1", "", ""},
+		{"mastodon delete payload", activity.FormatConfig{Format: activity.PresetMastodon}, `109876543210987654`, "109876543210987654", activity.KindDelete, ""},
+		{"missing id names the paths", activity.FormatConfig{Format: activity.PresetTwitterV1}, `{"text":"no id"}`, "", "", `missing or empty "id" (id_str or id)`},
+		{"wrong type", activity.FormatConfig{Format: activity.PresetReddit}, `{"name":{"x":1}}`, "", "", `field "name" (id) is an object`},
+		{"malformed", activity.FormatConfig{Format: activity.PresetWikimedia}, `{"meta":{"id":"a"},}`, "", "", "malformed JSON at byte 20"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarnessless(t)
+			c, err := h.formatChecker(tc.fc, "ingest.files", "files")
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := c.verdict([]byte(tc.ev))
+			switch {
+			case tc.wantErr != "":
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("verdict: %v, want %q", err, tc.wantErr)
+				}
+			case err != nil:
+				t.Fatalf("verdict: %v", err)
+			case string(v.key) != tc.wantKey || v.kind != tc.wantKind:
+				t.Fatalf("key %q kind %q, want %q %q", v.key, v.kind, tc.wantKey, tc.wantKind)
+			case v.kind == "" && v.fields == nil:
+				t.Fatal("no bend-fields header for a mapped activity")
+			}
+		})
+	}
+}
+
+// newHarnessless returns an Ingest with the default config and a registry,
+// enough to build checkers.
+func newHarnessless(t *testing.T) *Ingest {
+	t.Helper()
+	return &Ingest{cfg: DefaultConfig(), reg: metrics.NewRegistry()}
 }

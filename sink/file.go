@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bendstream/bend/internal/metricnames"
 	metrics "github.com/rcrowley/go-metrics"
 	"github.com/sirupsen/logrus"
 )
@@ -115,7 +116,7 @@ func newStdoutOutput(cfg FileConfig, log logrus.FieldLogger, reg metrics.Registr
 }
 
 func newWriterOutput(w io.Writer, f *os.File, cfg FileConfig, log logrus.FieldLogger, reg metrics.Registry) *writerOutput {
-	o := &writerOutput{cfg: cfg, log: log, errs: metrics.GetOrRegisterCounter("sink.file.write_errors", reg),
+	o := &writerOutput{cfg: cfg, log: log, errs: metrics.GetOrRegisterCounter(metricnames.SinkFileWriteErrs, reg),
 		w: w, f: f, opened: time.Now(), buf: make([]byte, 0, cfg.BufferBytes),
 		space: make(chan struct{}, 1), kick: make(chan struct{}, 1),
 		stop: make(chan struct{}), done: make(chan struct{})}

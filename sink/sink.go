@@ -27,6 +27,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/bendstream/bend/internal/kafka"
+	"github.com/bendstream/bend/internal/metricnames"
 	"github.com/bendstream/bend/internal/metricsutil"
 	metrics "github.com/rcrowley/go-metrics"
 	"github.com/sirupsen/logrus"
@@ -147,10 +148,10 @@ func New(cfg Config, brokers []string, producerCfg *sarama.Config, outputTopic, 
 	}
 	s := &Sink{
 		log:     log,
-		emitted: metrics.GetOrRegisterMeter("sink.emitted", reg),
-		dead:    metrics.GetOrRegisterMeter("sink.dead_letters", reg),
-		failed:  metrics.GetOrRegisterCounter("sink.failed", reg),
-		latency: metricsutil.GetOrRegisterHistogram("sink.latency", reg),
+		emitted: metrics.GetOrRegisterMeter(metricnames.SinkEmitted, reg),
+		dead:    metrics.GetOrRegisterMeter(metricnames.SinkDeadLetters, reg),
+		failed:  metrics.GetOrRegisterCounter(metricnames.SinkFailed, reg),
+		latency: metricsutil.GetOrRegisterHistogram(metricnames.SinkLatency, reg),
 	}
 	if cfg.Kafka.ExactlyOnce {
 		if cfg.Kafka.TransactionalID == "" {

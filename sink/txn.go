@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/bendstream/bend/internal/metricnames"
 	metrics "github.com/rcrowley/go-metrics"
 	"github.com/sirupsen/logrus"
 )
@@ -66,8 +67,8 @@ func newTxnOutput(cfg KafkaConfig, brokers []string, sc *sarama.Config, topic, d
 		return nil, fmt.Errorf("starting transactional producer %q: %w", cfg.TransactionalID, err)
 	}
 	o := &txnOutput{p: p, cfg: cfg, topic: topic, dlqTopic: dlqTopic, log: log,
-		commits: metrics.GetOrRegisterTimer("sink.kafka.txn_commits", reg),
-		aborts:  metrics.GetOrRegisterCounter("sink.kafka.txn_aborts", reg),
+		commits: metrics.GetOrRegisterTimer(metricnames.SinkTxnCommits, reg),
+		aborts:  metrics.GetOrRegisterCounter(metricnames.SinkTxnAborts, reg),
 		in:      make(chan *Record, cfg.TxnMaxRecords), done: make(chan struct{})}
 	go func() {
 		// A record that fails puts the transaction in error; CommitTxn

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bendstream/bend/internal/metricnames"
 	metrics "github.com/rcrowley/go-metrics"
 	"github.com/sirupsen/logrus"
 )
@@ -107,8 +108,8 @@ func newWebhookOutput(cfg WebhookConfig, log logrus.FieldLogger, reg metrics.Reg
 		token = strings.TrimSpace(string(b))
 	}
 	o := &webhookOutput{cfg: cfg, client: &http.Client{Timeout: cfg.Timeout}, token: token, log: log,
-		posts:   metrics.GetOrRegisterTimer("sink.webhook.posts", reg),
-		retries: metrics.GetOrRegisterCounter("sink.webhook.retries", reg),
+		posts:   metrics.GetOrRegisterTimer(metricnames.SinkWebhookPosts, reg),
+		retries: metrics.GetOrRegisterCounter(metricnames.SinkWebhookRetries, reg),
 		in:      make(chan *Record, cfg.BatchRecords), done: make(chan struct{}), giveUp: make(chan struct{})}
 	go o.loop()
 	return o, nil

@@ -108,6 +108,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		},
 	})
 	root.AddCommand(newStatusCmd(stdout))
+	root.AddCommand(newHealthcheckCmd(stdout))
 	root.AddCommand(newReplayCmd(stdout))
 	root.AddCommand(newFirehoseCmd(stdout, stderr))
 	root.AddCommand(newWorkCmd(stderr))

@@ -19,6 +19,7 @@ import (
 	"github.com/bendstream/bend/internal/config"
 	"github.com/bendstream/bend/internal/kafka"
 	"github.com/bendstream/bend/internal/localbroker"
+	"github.com/bendstream/bend/internal/metricnames"
 	"github.com/bendstream/bend/sink"
 	metrics "github.com/rcrowley/go-metrics"
 	"github.com/sirupsen/logrus"
@@ -121,7 +122,7 @@ func runWith(ctx context.Context, cfg config.Config, log *logrus.Logger, progres
 		}, log.WithField("stage", "config"))
 		reload = rl.Reload
 	}
-	adm, err := admin.Start(cfg.Admin, reg, dist, reload, log.WithField("stage", "admin"))
+	adm, err := admin.Start(cfg.Admin, reg, newAdminPipeline(dist, cfg.Kafka.Topics), reload, log.WithField("stage", "admin"))
 	if err != nil {
 		return err
 	}
@@ -169,7 +170,7 @@ func runWith(ctx context.Context, cfg config.Config, log *logrus.Logger, progres
 		select {
 		case <-opts.force:
 			forced.Store(true)
-			log.WithFields(logrus.Fields{"unacknowledged": dist.InFlight(), "parked": gaugeValue(reg, "delayqueue.len")}).
+			log.WithFields(logrus.Fields{"unacknowledged": dist.InFlight(), "parked": gaugeValue(reg, metricnames.DelayQueueLen)}).
 				Warn("second signal: stopping at once; records read and not acknowledged will be redelivered from the committed offsets")
 			hardStop()
 		case <-root.Done():
@@ -200,11 +201,11 @@ func logSummary(log logrus.FieldLogger, reg metrics.Registry, dist *distributor.
 	}
 	f := logrus.Fields{
 		"ran":          ran.Round(time.Second).String(),
-		"ingested":     count("ingest.published"),
-		"consumed":     count("distributor.consumed"),
-		"emitted":      count("sink.emitted"),
-		"dead_letters": count("sink.dead_letters"),
-		"retries":      count("distributor.retries"),
+		"ingested":     count(metricnames.IngestPublished),
+		"consumed":     count(metricnames.DistributorConsumed),
+		"emitted":      count(metricnames.SinkEmitted),
+		"dead_letters": count(metricnames.SinkDeadLetters),
+		"retries":      count(metricnames.DistributorRetries),
 	}
 	if err == nil {
 		log.WithFields(f).Info("stopped cleanly")
@@ -224,10 +225,10 @@ func gaugeValue(reg metrics.Registry, name string) int64 {
 
 // reportProgress prints one line every interval until ctx ends.
 func reportProgress(ctx context.Context, every time.Duration, reg metrics.Registry, dist *distributor.Distributor, w io.Writer) {
-	published := metrics.GetOrRegisterMeter("ingest.published", reg)
-	emitted := metrics.GetOrRegisterMeter("sink.emitted", reg)
-	dead := metrics.GetOrRegisterMeter("sink.dead_letters", reg)
-	parked := reg.Get("delayqueue.len").(metrics.Gauge)
+	published := metrics.GetOrRegisterMeter(metricnames.IngestPublished, reg)
+	emitted := metrics.GetOrRegisterMeter(metricnames.SinkEmitted, reg)
+	dead := metrics.GetOrRegisterMeter(metricnames.SinkDeadLetters, reg)
+	parked := reg.Get(metricnames.DelayQueueLen).(metrics.Gauge)
 	tk := time.NewTicker(every)
 	defer tk.Stop()
 	lastIn, lastOut, last := published.Count(), emitted.Count(), time.Now()

@@ -51,15 +51,17 @@ type Fields struct {
 	} `json:"author"`
 
 	// The fields below are set by a Format's mapping (Format.Map), not
-	// by Parse, and are not part of the JSON form of Fields.
+	// by Parse (but for Lang, which the bend-fields header carries), and
+	// are not part of the JSON form of Fields.
 
 	// Kind is "" for an activity, or the kind of a non-activity event
 	// (KindDelete, ...), which is passed on unenriched.
 	Kind string `json:"-"`
 	// Key is the mapped Kafka key, when the format names one.
 	Key string `json:"-"`
-	// Lang is the language the publisher tagged the event with, if any.
-	Lang string `json:"-"`
+	// Lang is the language the publisher tagged the event with, if any
+	// (the lang enricher reports it beside its detection).
+	Lang string `json:"lang_hint,omitempty"`
 	// CreatedAt is when the event was created, if the format says.
 	CreatedAt time.Time `json:"-"`
 }

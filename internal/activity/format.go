@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/segmentio/encoding/json"
 	// gjson reads the few fields bend needs straight out of the event's
 	// bytes, by path (arrays included), without decoding the rest; a
 	// number's digits are kept as written (Result.Raw), so a 64-bit id is
@@ -27,7 +28,45 @@ const (
 	// ...). A record carrying it is passed on unenriched; an emitted
 	// non-activity record carries it too.
 	HeaderKind = "bend-kind"
+	// HeaderFields carries the fields ingest mapped from a record of a
+	// format other than bend, as a bend event ({"id","text","links",
+	// "author":{"id"}}; see EncodeFields), so that the distributor reads
+	// them without parsing the event again. Left out when larger than
+	// MaxFieldsHeader.
+	HeaderFields = "bend-fields"
 )
+
+// MaxFieldsHeader is the largest bend-fields header ingest writes; the
+// fields of an event with more text are mapped again by the distributor.
+const MaxFieldsHeader = 2048
+
+// EncodeFields returns f as a bend event, the value of a bend-fields
+// header, or nil if that is over MaxFieldsHeader bytes.
+func EncodeFields(f Fields) []byte {
+	if len(f.Text)+len(f.ID)+len(f.Author.ID) > MaxFieldsHeader {
+		return nil
+	}
+	b, err := json.Marshal(&f)
+	if err != nil || len(b) > MaxFieldsHeader {
+		return nil
+	}
+	return b
+}
+
+// DecodeFields reads the fields of a record from its bend-fields header
+// h; value is the record's value, which must look like a JSON object (it
+// was validated by ingest, which wrote the header).
+func DecodeFields(h, value []byte) (Fields, error) {
+	v := bytes.TrimSpace(value)
+	if len(v) < 2 || v[0] != '{' || v[len(v)-1] != '}' {
+		return Fields{}, ErrNotObject
+	}
+	f, err := Parse(h)
+	if err != nil {
+		return Fields{}, fmt.Errorf("%s header: %w", HeaderFields, err)
+	}
+	return f, nil
+}
 
 // Preset names, the values of FormatConfig.Format.
 const (
@@ -262,14 +301,14 @@ func scalar(r gjson.Result) (string, bool, string) {
 // value evaluates e on root. strict templates yield nothing when a part is
 // missing. bad names the JSON type of a value that is neither a string nor
 // a number.
-func (e expr) value(root gjson.Result, strict bool) (v string, ok bool, bad string) {
+func (e expr) value(root *index, strict bool) (v string, ok bool, bad string) {
 	if e.lits == nil {
-		return scalar(root.Get(e.path))
+		return scalar(root.get(e.path))
 	}
 	var b strings.Builder
 	for i, p := range e.paths {
 		b.WriteString(e.lits[i])
-		s, ok, bad := scalar(root.Get(p))
+		s, ok, bad := scalar(root.get(p))
 		if bad != "" {
 			return "", false, bad
 		}
@@ -284,7 +323,7 @@ func (e expr) value(root gjson.Result, strict bool) (v string, ok bool, bad stri
 }
 
 // first returns the first non-empty value of exprs on root.
-func first(root gjson.Result, exprs []expr, field string, strict bool) (string, error) {
+func first(root *index, exprs []expr, field string, strict bool) (string, error) {
 	for _, e := range exprs {
 		v, ok, bad := e.value(root, strict)
 		if bad != "" {
@@ -312,6 +351,8 @@ type Format struct {
 	// classify, when set, recognises a non-activity event: it returns its
 	// kind and id (which may be empty), or "" for an activity.
 	classify func(root gjson.Result) (kind, id string)
+	finish   func(root gjson.Result, f *Fields)
+	split    func(root gjson.Result) []gjson.Result
 }
 
 // NewFormat compiles c (its Format and Fields) into a Format. prefix names
@@ -326,7 +367,7 @@ func NewFormat(prefix string, c FormatConfig) (*Format, error) {
 	}
 	m := p.fields
 	o := c.Fields
-	f := &Format{name: c.Name(prefix), unwrap: p.unwrap, classify: p.classify, layout: m.CreatedAtLayout, html: m.HTML || o.HTML}
+	f := &Format{name: c.Name(prefix), unwrap: p.unwrap, classify: p.classify, finish: p.finish, split: p.split, layout: m.CreatedAtLayout, html: m.HTML || o.HTML}
 	f.fast = c.Format == PresetBend && o.empty()
 	pick := func(over, base []string) []string {
 		if len(over) > 0 {
@@ -381,6 +422,33 @@ func Preset(name string) (*Format, error) {
 	return NewFormat("format", FormatConfig{Format: name})
 }
 
+// Split returns the events held by raw when raw is a container of several
+// in this format (a Reddit Listing, a Twitter v2 response with a "data"
+// array; Map gives it the kind "listing" or "batch"), each a slice of raw,
+// untouched; nil otherwise. raw must be valid JSON.
+func (f *Format) Split(raw []byte) [][]byte {
+	if f.split == nil {
+		return nil
+	}
+	rs := f.split(gjson.ParseBytes(raw))
+	if len(rs) == 0 {
+		return nil
+	}
+	out := make([][]byte, 0, len(rs))
+	for _, r := range rs {
+		if r.Index > 0 && r.Index+len(r.Raw) <= len(raw) {
+			out = append(out, raw[r.Index:r.Index+len(r.Raw)])
+		} else {
+			out = append(out, []byte(r.Raw))
+		}
+	}
+	return out
+}
+
+// Fast reports whether f is the bend format read by Parse: its events are
+// already bend events, so ingest writes no bend-fields header for them.
+func (f *Format) Fast() bool { return f.fast }
+
 // Name is the value of the bend-format header of this format's records.
 func (f *Format) Name() string { return f.name }
 
@@ -420,21 +488,23 @@ func (f *Format) Map(raw []byte) (Fields, error) {
 	if f.unwrap != nil {
 		root = f.unwrap(root)
 	}
+	var ix index
+	ix.build(root)
 	var err error
-	if out.ID, err = first(root, f.id, "id", true); err != nil {
+	if out.ID, err = first(&ix, f.id, "id", true); err != nil {
 		return Fields{}, err
 	}
 	if out.ID == "" {
 		return Fields{}, fmt.Errorf("%w (%s)", ErrMissingID, srcs(f.id))
 	}
-	if out.Key, err = first(root, f.key, "key", true); err != nil {
+	if out.Key, err = first(&ix, f.key, "key", true); err != nil {
 		return Fields{}, err
 	}
-	if out.Author.ID, err = first(root, f.author, "author", true); err != nil {
+	if out.Author.ID, err = first(&ix, f.author, "author", true); err != nil {
 		return Fields{}, err
 	}
 	for _, e := range f.text {
-		v, ok, bad := e.value(root, false)
+		v, ok, bad := e.value(&ix, false)
 		if bad != "" {
 			return Fields{}, &FieldTypeError{Field: "text", Path: e.src, Got: bad, Want: "a string"}
 		}
@@ -444,7 +514,7 @@ func (f *Format) Map(raw []byte) (Fields, error) {
 		}
 	}
 	for _, p := range f.links {
-		if err := addLinks(&out.Links, root.Get(p), p); err != nil {
+		if err := addLinks(&out.Links, ix.get(p), p); err != nil {
 			return Fields{}, err
 		}
 	}
@@ -457,8 +527,11 @@ func (f *Format) Map(raw []byte) (Fields, error) {
 			}
 		}
 	}
-	out.Lang, _ = first(root, f.lang, "lang", false)
-	if s, _ := first(root, f.created, "created_at", false); s != "" {
+	if f.finish != nil {
+		f.finish(root, &out)
+	}
+	out.Lang, _ = first(&ix, f.lang, "lang", false)
+	if s, _ := first(&ix, f.created, "created_at", false); s != "" {
 		out.CreatedAt = parseTime(s, f.layout)
 	}
 	return out, nil
@@ -577,4 +650,48 @@ func (fs *Formats) Lookup(name string) (*Format, error) {
 		return f, nil
 	}
 	return nil, fmt.Errorf("unknown format %q in the %s header (not a preset, nor a source configured here)", name, HeaderFormat)
+}
+
+// index holds the top-level members of an event, read in one pass, so
+// that a path whose first member is missing (most alternatives of a
+// preset) costs a few comparisons instead of a scan of the whole event.
+type index struct {
+	root  gjson.Result
+	n     int
+	keys  [64]string
+	vals  [64]gjson.Result
+	whole bool // every member is indexed
+}
+
+func (ix *index) build(root gjson.Result) {
+	ix.root, ix.whole = root, root.IsObject()
+	if !ix.whole {
+		return
+	}
+	root.ForEach(func(k, v gjson.Result) bool {
+		if ix.n == len(ix.keys) {
+			ix.whole = false
+			return false
+		}
+		ix.keys[ix.n], ix.vals[ix.n] = k.Str, v
+		ix.n++
+		return true
+	})
+}
+
+// get is root.Get(p).
+func (ix *index) get(p string) gjson.Result {
+	head, rest, dotted := strings.Cut(p, ".")
+	if !ix.whole || strings.ContainsAny(head, `#*?\|@!`) {
+		return ix.root.Get(p)
+	}
+	for i := range ix.n {
+		if ix.keys[i] == head {
+			if !dotted {
+				return ix.vals[i]
+			}
+			return ix.vals[i].Get(rest)
+		}
+	}
+	return gjson.Result{}
 }

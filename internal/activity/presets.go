@@ -1,6 +1,7 @@
 package activity
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -13,6 +14,11 @@ type preset struct {
 	fields   Mapping
 	unwrap   func(gjson.Result) gjson.Result
 	classify func(gjson.Result) (kind, id string)
+	// finish, when set, completes the fields of an activity read from r.
+	finish func(r gjson.Result, f *Fields)
+	// split, when set, returns the events a container event holds (a
+	// Reddit Listing's children), or nil for a single event.
+	split func(r gjson.Result) []gjson.Result
 }
 
 // presets are the built-in formats, by name. Each follows its publisher's
@@ -60,28 +66,31 @@ var presets = map[string]preset{
 	// posts carry their full text in note_tweet.
 	PresetTwitterV2: {
 		fields: Mapping{
-			ID:   []string{"data.id"},
-			Text: []string{"data.note_tweet.text", "data.text"},
+			ID:   []string{"data.id", "id"},
+			Text: []string{"data.note_tweet.text", "data.text", "note_tweet.text", "text"},
 			Links: []string{"data.entities.urls[].unwound_url", "data.entities.urls[].expanded_url",
-				"data.note_tweet.entities.urls[].expanded_url"},
-			Author:    []string{"data.author_id"},
-			CreatedAt: []string{"data.created_at"},
-			Lang:      []string{"data.lang"},
+				"data.note_tweet.entities.urls[].expanded_url",
+				"entities.urls[].unwound_url", "entities.urls[].expanded_url", "note_tweet.entities.urls[].expanded_url"},
+			Author:    []string{"data.author_id", "author_id"},
+			CreatedAt: []string{"data.created_at", "created_at"},
+			Lang:      []string{"data.lang", "lang"},
 		},
 		classify: classifyTwitterV2,
+		split:    splitTwitterV2,
 	},
 	// Bluesky Jetstream: the id of a record is its AT URI.
 	PresetJetstream: {
 		fields: Mapping{
 			ID:   []string{"at://{did}/{commit.collection}/{commit.rkey}"},
 			Text: []string{"commit.record.text"},
-			Links: []string{`commit.record.facets.#.features.#(\$type=="app.bsky.richtext.facet#link")#.uri`,
-				"commit.record.embed.external.uri", "commit.record.embed.media.external.uri"},
+			// And the uri of every link facet (finishJetstream).
+			Links:     []string{"commit.record.embed.external.uri", "commit.record.embed.media.external.uri"},
 			Author:    []string{"did"},
 			CreatedAt: []string{"commit.record.createdAt"},
 			Lang:      []string{"commit.record.langs.0"},
 		},
 		classify: classifyJetstream,
+		finish:   finishJetstream,
 	},
 	// Wikimedia EventStreams mediawiki.recentchange.
 	PresetWikimedia: {
@@ -115,13 +124,15 @@ var presets = map[string]preset{
 		fields: Mapping{
 			ID:              []string{"name", "id"},
 			Text:            []string{"{title}\n\n{selftext}", "body"},
-			Links:           []string{"url_overridden_by_dest", "url"},
+			Links:           []string{"url_overridden_by_dest"},
 			Author:          []string{"author_fullname", "author"},
 			CreatedAt:       []string{"created_utc"},
 			CreatedAtLayout: "unix",
 		},
 		unwrap:   unwrapReddit,
 		classify: classifyReddit,
+		finish:   finishReddit,
+		split:    splitReddit,
 	},
 }
 
@@ -194,6 +205,9 @@ func classifyTwitterV2(r gjson.Result) (string, string) {
 		return "", ""
 	}
 	data := r.Get("data")
+	if data.IsArray() {
+		return "batch", ""
+	}
 	if data.IsObject() && !data.Get("id").Exists() {
 		var kind, id string
 		data.ForEach(func(k, v gjson.Result) bool {
@@ -219,6 +233,23 @@ func classifyTwitterV2(r gjson.Result) (string, string) {
 		}
 	}
 	return "", ""
+}
+
+// splitTwitterV2 returns the posts of a response holding several
+// ({"data":[...]}).
+func splitTwitterV2(r gjson.Result) []gjson.Result {
+	if d := r.Get("data"); d.IsArray() {
+		return d.Array()
+	}
+	return nil
+}
+
+// splitReddit returns the things of a Listing.
+func splitReddit(r gjson.Result) []gjson.Result {
+	if r.Get("kind").Str == "Listing" {
+		return r.Get("data.children").Array()
+	}
+	return nil
 }
 
 func classifyActivityStreams(r gjson.Result) (string, string) {
@@ -351,4 +382,32 @@ func classifyReddit(r gjson.Result) (string, string) {
 		return "more", idOf(r, "data.name", "data.id")
 	}
 	return "", ""
+}
+
+// finishReddit adds the url of a link post; a self post's url is the post
+// itself.
+func finishReddit(r gjson.Result, f *Fields) {
+	if u := r.Get("url").Str; u != "" && !r.Get("is_self").Bool() && !slices.Contains(f.Links, u) {
+		f.Links = append(f.Links, u)
+	}
+}
+
+// finishJetstream adds the uri of every app.bsky.richtext.facet#link
+// feature of the post's facets (one walk: cheaper than a gjson query).
+func finishJetstream(r gjson.Result, f *Fields) {
+	facets := r.Get("commit.record.facets")
+	if !facets.IsArray() {
+		return
+	}
+	facets.ForEach(func(_, facet gjson.Result) bool {
+		facet.Get("features").ForEach(func(_, feat gjson.Result) bool {
+			if feat.Get(`\$type`).Str == "app.bsky.richtext.facet#link" {
+				if u := feat.Get("uri").Str; u != "" && !slices.Contains(f.Links, u) {
+					f.Links = append(f.Links, u)
+				}
+			}
+			return true
+		})
+		return true
+	})
 }

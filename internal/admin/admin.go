@@ -13,6 +13,10 @@
 //	GET  /debug/pprof/  the Go profiler
 //
 // With admin.token set, the last two need "Authorization: Bearer <token>".
+// Without a token they are served only when admin.addr is a loopback
+// address; on any other address they answer 403, so that an admin server
+// published beyond the host (a container's :9180) never offers
+// unauthenticated actions.
 //
 // Prometheus names: a go-metrics name gets the prefix bend_, its dots and
 // dashes become underscores, and the variable parts of per-partition,
@@ -45,6 +49,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bendstream/bend/internal/metricnames"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	metrics "github.com/rcrowley/go-metrics"
 	"github.com/sirupsen/logrus"
 )
@@ -57,8 +64,9 @@ type Config struct {
 	Addr string `mapstructure:"addr"`
 	// Token, when set, is the bearer token required by the admin actions
 	// (POST /admin/reload) and the profiler (/debug/pprof/); the dashboard,
-	// metrics and probes stay readable without it. Set it from the
-	// environment (BEND_ADMIN_TOKEN) rather than the file. Default "".
+	// metrics and probes stay readable without it. Unset, those answer 403
+	// unless Addr is a loopback address. Set it from the environment
+	// (BEND_ADMIN_TOKEN) rather than the file. Default "".
 	Token string `mapstructure:"token"`
 }
 
@@ -101,7 +109,9 @@ func (c Config) Validate() error {
 // If it also has a method Ready() bool, /readyz uses it; otherwise bend is
 // ready while it owns at least one partition. If it has a method
 // Oldest() time.Time (the timestamp of the oldest record read and not yet
-// acknowledged, zero when none), its age is reported.
+// acknowledged, zero when none), its age is reported. If it has a method
+// Topics() []string (bend's topic names), sarama's per-topic metrics are
+// labelled with those names instead of sarama's (dots as underscores).
 type Pipeline interface {
 	// Lag returns the records of the owned partitions not yet passed by
 	// their commit watermarks.
@@ -116,6 +126,8 @@ type readier interface{ Ready() bool }
 
 type oldester interface{ Oldest() time.Time }
 
+type topicser interface{ Topics() []string }
+
 //go:embed dashboard.html
 var dashboard []byte
 
@@ -127,6 +139,11 @@ type Server struct {
 	log    logrus.FieldLogger
 	start  time.Time
 	token  string
+	// open: the admin actions are served without a token (admin.addr is
+	// loopback, or the server does not listen).
+	open bool
+	prom http.Handler
+	gather prometheus.Gatherer // what prom serves
 
 	ln   net.Listener
 	srv  *http.Server
@@ -158,10 +175,17 @@ type HistoryPoint struct {
 // address that cannot be bound is an error.
 func Start(cfg Config, reg metrics.Registry, p Pipeline, reload func() error, log logrus.FieldLogger) (*Server, error) {
 	s := &Server{reg: reg, p: p, reload: reload, log: log, start: time.Now(), stop: make(chan struct{}), token: cfg.Token,
-		rates: map[string]*rateWindow{}}
+		open: true, rates: map[string]*rateWindow{}}
 	for _, n := range rated {
 		s.rates[n] = &rateWindow{span: RateWindow}
 	}
+	var topics []string
+	if t, ok := p.(topicser); ok {
+		topics = t.Topics()
+	}
+	s.gather = s.promRegistry(topics)
+	s.prom = promhttp.HandlerFor(s.gather, promhttp.HandlerOpts{
+		ErrorLog: promLogger{log}, ErrorHandling: promhttp.ContinueOnError})
 	if cfg.Addr == "" {
 		return s, nil
 	}
@@ -170,6 +194,11 @@ func Start(cfg Config, reg metrics.Registry, p Pipeline, reload func() error, lo
 		return nil, fmt.Errorf("admin.addr: %w (choose another address, or \"\" to turn the admin server off)", err)
 	}
 	s.ln = ln
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
+		s.open = false
+		log.WithField("addr", ln.Addr().String()).Warn("admin.addr is not a loopback address and admin.token is unset: " +
+			"POST /admin/reload and /debug/pprof/ answer 403 (set admin.token to enable them)")
+	}
 	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: maxHeaderBytes}
 	s.sample(time.Now())
@@ -228,7 +257,7 @@ func (s *Server) sampleEvery(interval time.Duration) {
 
 // sample records the rated counts and a history point.
 func (s *Server) sample(now time.Time) {
-	hp := HistoryPoint{Time: now, Parked: gauge(s.reg, "delayqueue.len")}
+	hp := HistoryPoint{Time: now, Parked: gauge(s.reg, metricnames.DelayQueueLen)}
 	if s.p != nil {
 		hp.Lag, hp.InFlight = s.p.Lag(), s.p.InFlight()
 	}
@@ -241,7 +270,7 @@ func (s *Server) sample(now time.Time) {
 	for n, w := range s.rates {
 		w.add(now, counts[n])
 	}
-	hp.Ingested, hp.Emitted = s.rates["ingest.published"].rate(), s.rates["sink.emitted"].rate()
+	hp.Ingested, hp.Emitted = s.rates[metricnames.IngestPublished].rate(), s.rates[metricnames.SinkEmitted].rate()
 	if len(s.history) == HistoryLen {
 		s.history = append(s.history[:0], s.history[1:]...)
 	}
@@ -305,10 +334,19 @@ func (s *Server) Handler() http.Handler {
 }
 
 // authorized wraps h so that, when admin.token is set, requests without
-// "Authorization: Bearer <token>" get 401. The comparison takes constant time.
+// "Authorization: Bearer <token>" get 401. The comparison takes constant
+// time. Without a token, h is served only on a loopback address (403
+// elsewhere).
 func (s *Server) authorized(h http.HandlerFunc) http.HandlerFunc {
 	if s.token == "" {
-		return h
+		return func(w http.ResponseWriter, r *http.Request) {
+			if !s.open {
+				http.Error(w, "forbidden: admin actions need admin.token (BEND_ADMIN_TOKEN) when admin.addr is not a loopback address",
+					http.StatusForbidden)
+				return
+			}
+			h(w, r)
+		}
 	}
 	want := []byte("Bearer " + s.token)
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -330,7 +368,7 @@ func (s *Server) ready() bool {
 	}
 	owns := false
 	s.reg.Each(func(name string, _ any) {
-		if strings.HasPrefix(name, "distributor.partition.") {
+		if strings.HasPrefix(name, metricnames.PartitionPrefix) {
 			owns = true
 		}
 	})
@@ -357,11 +395,11 @@ func (s *Server) Snapshot(raw bool) Snapshot {
 	}
 	s.mu.Lock()
 	snap.Rates = Rates{
-		Ingested:    s.rates["ingest.published"].rate(),
-		Consumed:    s.rates["distributor.consumed"].rate(),
-		Emitted:     s.rates["sink.emitted"].rate(),
-		DeadLetters: s.rates["sink.dead_letters"].rate(),
-		Retries:     s.rates["distributor.retries"].rate(),
+		Ingested:    s.rates[metricnames.IngestPublished].rate(),
+		Consumed:    s.rates[metricnames.DistributorConsumed].rate(),
+		Emitted:     s.rates[metricnames.SinkEmitted].rate(),
+		DeadLetters: s.rates[metricnames.SinkDeadLetters].rate(),
+		Retries:     s.rates[metricnames.DistributorRetries].rate(),
 	}
 	s.mu.Unlock()
 	snap.DrainSeconds = drainSeconds(snap.Lag, snap.InFlight, snap.Rates)
@@ -376,27 +414,13 @@ func (s *Server) serveJSON(w http.ResponseWriter, _ *http.Request) {
 	}
 }
 
-func (s *Server) serveProm(w http.ResponseWriter, _ *http.Request) {
-	fs := collect(s.reg)
-	snap := s.Snapshot(false)
-	ready := 0.0
-	if snap.Ready {
-		ready = 1
-	}
-	fs.add("bend_ready", "gauge", "1 when bend is ready (what /readyz answers)", point{value: ready})
-	if s.p != nil {
-		fs.add("bend_distributor_delay_seconds", "gauge", "distributor.delay as currently in force", point{value: snap.DelaySeconds})
-	}
-	if snap.OldestAgeSeconds != nil {
-		fs.add("bend_oldest_unprocessed_age_seconds", "gauge", "age of the oldest record read and not yet acknowledged",
-			point{value: *snap.OldestAgeSeconds})
-	}
-	if snap.DrainSeconds != nil {
-		fs.add("bend_backlog_drain_seconds", "gauge", "estimated time to drain the backlog at the current rates",
-			point{value: *snap.DrainSeconds})
-	}
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	if err := fs.write(w); err != nil {
-		s.log.WithError(err).Debug("writing /metrics")
-	}
+func (s *Server) serveProm(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	s.prom.ServeHTTP(w, r)
 }
+
+// promLogger logs promhttp's gathering errors (a series skipped) at debug
+// level: they do not stop the scrape.
+type promLogger struct{ log logrus.FieldLogger }
+
+func (l promLogger) Println(v ...any) { l.log.Debug(v...) }

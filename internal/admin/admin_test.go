@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -353,6 +354,58 @@ func TestOversizedHeaderRejected(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := testutil.StatusWithHeader(t, "POST", "http://"+s.Addr().String()+"/admin/reload", "", tc.header); got != tc.want {
 				t.Errorf("status %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestActionsOffBeyondLoopbackWithoutToken: without admin.token the admin
+// actions are served on a loopback address only; on any other address they
+// answer 403 while the metrics and probes stay readable.
+func TestActionsOffBeyondLoopbackWithoutToken(t *testing.T) {
+	for _, tc := range []struct {
+		name, addr, token, auth string
+		wantReload, wantPprof   int
+	}{
+		{"loopback, no token", "127.0.0.1:0", "", "", http.StatusOK, http.StatusOK},
+		{"all interfaces, no token", "0.0.0.0:0", "", "", http.StatusForbidden, http.StatusForbidden},
+		{"all interfaces, token, none sent", "0.0.0.0:0", "s3", "", http.StatusUnauthorized, http.StatusUnauthorized},
+		{"all interfaces, token sent", "0.0.0.0:0", "s3", "Bearer s3", http.StatusOK, http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reloads := 0
+			s, err := Start(Config{Addr: tc.addr, Token: tc.token}, metrics.NewRegistry(), bare{}, func() error { reloads++; return nil }, quietLog())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			_, port, _ := net.SplitHostPort(s.Addr().String())
+			base := "http://127.0.0.1:" + port
+			do := func(method, path string) int {
+				req, _ := http.NewRequest(method, base+path, nil)
+				if tc.auth != "" {
+					req.Header.Set("Authorization", tc.auth)
+				}
+				res, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				res.Body.Close()
+				return res.StatusCode
+			}
+			if got := do("POST", "/admin/reload"); got != tc.wantReload {
+				t.Errorf("POST /admin/reload = %d, want %d", got, tc.wantReload)
+			}
+			if got := do("GET", "/debug/pprof/cmdline"); got != tc.wantPprof {
+				t.Errorf("GET /debug/pprof/cmdline = %d, want %d", got, tc.wantPprof)
+			}
+			for _, p := range []string{"/metrics", "/healthz", "/readyz", "/metrics.json"} {
+				if got := do("GET", p); got != http.StatusOK && got != http.StatusServiceUnavailable {
+					t.Errorf("GET %s = %d, want it readable", p, got)
+				}
+			}
+			if wantReloads := map[bool]int{true: 1, false: 0}[tc.wantReload == http.StatusOK]; reloads != wantReloads {
+				t.Errorf("reloads = %d, want %d", reloads, wantReloads)
 			}
 		})
 	}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/bendstream/bend/internal/metricnames"
 	metrics "github.com/rcrowley/go-metrics"
 )
 
@@ -112,7 +113,7 @@ type Partition struct {
 const RateWindow = 5 * time.Second
 
 // rated names the counts whose rates Snapshot reports.
-var rated = []string{"ingest.published", "distributor.consumed", "sink.emitted", "sink.dead_letters", "distributor.retries"}
+var rated = []string{metricnames.IngestPublished, metricnames.DistributorConsumed, metricnames.SinkEmitted, metricnames.SinkDeadLetters, metricnames.DistributorRetries}
 
 // rateWindow computes a rate from samples of a cumulative count taken over
 // the last span. Not safe for concurrent use.
@@ -188,27 +189,27 @@ var (
 func fromRegistry(reg metrics.Registry, raw bool) Snapshot {
 	s := Snapshot{
 		Totals: Totals{
-			Ingested:    count(reg, "ingest.published"),
-			Consumed:    count(reg, "distributor.consumed"),
-			Emitted:     count(reg, "sink.emitted"),
-			DeadLetters: count(reg, "sink.dead_letters"),
-			Retries:     count(reg, "distributor.retries"),
-			Missing:     count(reg, "distributor.missing"),
+			Ingested:    count(reg, metricnames.IngestPublished),
+			Consumed:    count(reg, metricnames.DistributorConsumed),
+			Emitted:     count(reg, metricnames.SinkEmitted),
+			DeadLetters: count(reg, metricnames.SinkDeadLetters),
+			Retries:     count(reg, metricnames.DistributorRetries),
+			Missing:     count(reg, metricnames.DistributorMissing),
 		},
-		InFlight: gauge(reg, "distributor.inflight"),
-		Lag:      gauge(reg, "distributor.lag"),
-		Parked:   gauge(reg, "delayqueue.len"),
+		InFlight: gauge(reg, metricnames.DistributorInflight),
+		Lag:      gauge(reg, metricnames.DistributorLag),
+		Parked:   gauge(reg, metricnames.DelayQueueLen),
 		DelayQueue: DelayQueue{
-			Len:   gauge(reg, "delayqueue.len"),
-			InUse: gauge(reg, "delayqueue.in_use"),
-			Cap:   gauge(reg, "delayqueue.cap"),
+			Len:   gauge(reg, metricnames.DelayQueueLen),
+			InUse: gauge(reg, metricnames.DelayQueueInUse),
+			Cap:   gauge(reg, metricnames.DelayQueueCap),
 		},
-		TaskQueue:   TaskQueue{Depth: gauge(reg, "enrich.queue.depth"), Cap: gauge(reg, "enrich.queue.cap")},
-		Workers:     gauge(reg, "enrich.workers"),
-		BusyWorkers: gauge(reg, "enrich.busy"),
+		TaskQueue:   TaskQueue{Depth: gauge(reg, metricnames.EnrichQueueDepth), Cap: gauge(reg, metricnames.EnrichQueueCap)},
+		Workers:     gauge(reg, metricnames.EnrichWorkers),
+		BusyWorkers: gauge(reg, metricnames.EnrichBusy),
 		Enrich:      map[string]Quantiles{},
 	}
-	if h, ok := reg.Get("sink.latency").(metrics.Histogram); ok {
+	if h, ok := reg.Get(metricnames.SinkLatency).(metrics.Histogram); ok {
 		hs := h.Snapshot()
 		s.Latency = quantilesOf(hs.Count(), hs.Percentiles([]float64{0.5, 0.95, 0.99}), float64(hs.Max()), 1e-6)
 	}

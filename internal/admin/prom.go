@@ -1,54 +1,59 @@
 package admin
 
 import (
-	"bufio"
-	"io"
 	"math"
 	"regexp"
-	"slices"
-	"strconv"
 	"strings"
 
+	"github.com/bendstream/bend/internal/buildinfo"
+	"github.com/bendstream/bend/internal/metricnames"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	metrics "github.com/rcrowley/go-metrics"
 )
 
 // quantiles are the summary quantiles exposed for histograms and timers.
 var quantiles = []float64{0.5, 0.75, 0.95, 0.99, 0.999}
 
-// upDown names the go-metrics counters that are used as gauges (they go down
-// as well as up); they are exposed as Prometheus gauges, not counters. Names
-// are matched after labels are carved out (requests-in-flight-for-broker-1
-// is requests-in-flight).
-var upDown = map[string]bool{
-	"distributor.inflight": true,
-	"enrich.busy":          true,
-	"requests-in-flight":   true,
+// labelRule turns the variable part of registry names into labels, so that
+// one Prometheus family holds, say, every partition's lag.
+type labelRule struct {
+	re     *regexp.Regexp
+	name   string   // replacement for the name, with $n references
+	labels []string // label names of the capture groups, in order; "" skips a group
+	// scope prefixes the family name, so that sarama's per-broker and
+	// per-topic series never share a family with its all-brokers and
+	// all-topics aggregates (whose sum() would then count twice).
+	scope string
+}
+
+// labelRules are tried in order, each on the result of the previous one.
+var labelRules = []labelRule{
+	// distributor.partition.TOPIC.P.lag (topics may contain dots).
+	{re: regexp.MustCompile(`^distributor\.partition\.(.+)\.(\d+)\.([a-z_]+)$`), name: "distributor.partition.$3", labels: []string{"topic", "partition", ""}},
+	// sarama: NAME-for-broker-ID, NAME-for-topic-TOPIC.
+	{re: regexp.MustCompile(`^(.+)-for-broker-(-?\d+)$`), name: "$1", labels: []string{"", "broker"}, scope: "broker_"},
+	{re: regexp.MustCompile(`^(.+)-for-topic-(.+)$`), name: "$1", labels: []string{"", "topic"}, scope: "topic_"},
+	// sarama: consumer-group-{join,sync}-{total,failed}-GROUP.
+	{re: regexp.MustCompile(`^consumer-group-(join|sync)-(total|failed)-(.+)$`), name: "consumer-group-$1-$2", labels: []string{"", "", "group"}},
+	// sarama: protocol-requests-rate-APIKEY.
+	{re: regexp.MustCompile(`^protocol-requests-rate-(\d+)$`), name: "protocol-requests-rate", labels: []string{"api_key"}},
+	// enrich.NAME.latency and the other per-enricher names.
+	{re: regexp.MustCompile(`^enrich\.(.+)\.(` + strings.Join([]string{
+		metricnames.EnricherLatency, metricnames.EnricherErrors, metricnames.EnricherTimeouts, metricnames.EnricherInFlight,
+		metricnames.EnricherWaiting, metricnames.EnricherLimit, metricnames.EnricherRequests, metricnames.EnricherCacheHits,
+		metricnames.EnricherCacheMisses, metricnames.EnricherReloads, metricnames.EnricherReloadErrors}, "|") + `)$`),
+		name: "enrich.$2", labels: []string{"enricher", ""}},
+	// ingest.SOURCE.{events,published,rejected,bytes}.
+	{re: regexp.MustCompile(`^ingest\.([a-z0-9_]+)\.(` + strings.Join([]string{
+		metricnames.SourceEvents, metricnames.SourcePublished, metricnames.SourceRejected, metricnames.SourceBytes,
+		metricnames.SourceNonActivity, metricnames.SourceNonActivityDropped}, "|") + `)$`),
+		name: "ingest.source.$2", labels: []string{"source", ""}},
 }
 
 // microseconds names the histograms whose values are microseconds; they are
 // exposed in seconds.
-var microseconds = map[string]bool{"sink.latency": true}
-
-// labelRules turn the variable parts of registry names into labels, so that
-// one Prometheus family holds, say, every partition's lag. They are tried in
-// order, each on the result of the previous one.
-var labelRules = []struct {
-	re     *regexp.Regexp
-	name   string   // replacement for the name, with $n references
-	labels []string // label names of the capture groups, in order; "" skips a group
-}{
-	// distributor.partition.TOPIC.P.lag (topics may contain dots).
-	{regexp.MustCompile(`^distributor\.partition\.(.+)\.(\d+)\.([a-z_]+)$`), "distributor.partition.$3", []string{"topic", "partition", ""}},
-	// sarama: NAME-for-broker-ID, NAME-for-topic-TOPIC.
-	{regexp.MustCompile(`^(.+)-for-broker-(-?\d+)$`), "$1", []string{"", "broker"}},
-	{regexp.MustCompile(`^(.+)-for-topic-(.+)$`), "$1", []string{"", "topic"}},
-	// sarama: consumer-group-{join,sync}-{total,failed}-GROUP.
-	{regexp.MustCompile(`^consumer-group-(join|sync)-(total|failed)-(.+)$`), "consumer-group-$1-$2", []string{"", "", "group"}},
-	// sarama: protocol-requests-rate-APIKEY.
-	{regexp.MustCompile(`^protocol-requests-rate-(\d+)$`), "protocol-requests-rate", []string{"api_key"}},
-	// enrich.NAME.{latency,errors,timeouts}.
-	{regexp.MustCompile(`^enrich\.(.+)\.(latency|errors|timeouts)$`), "enrich.$2", []string{"enricher", ""}},
-}
+var microseconds = map[string]bool{metricnames.SinkLatency: true}
 
 // unitRe finds an abbreviated time unit as the last word of a name:
 // request-latency-in-ms, blocked_put_ns.
@@ -59,38 +64,6 @@ var unitScale = map[string]float64{"ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 // label is one Prometheus label.
 type label struct{ name, value string }
 
-// point is one exposed sample.
-type point struct {
-	suffix string // after the family name: "", "_sum", "_count"
-	labels []label
-	value  float64
-}
-
-// family is one Prometheus metric family.
-type family struct {
-	name, typ, help string
-	points          []point
-}
-
-// families holds the families being built, by name.
-type families map[string]*family
-
-// add appends a point to the family name, creating it with typ and help.
-// A point whose family exists with another type is dropped: two registry
-// names that sanitise to one Prometheus name must not produce an invalid
-// exposition.
-func (fs families) add(name, typ, help string, p point) {
-	f := fs[name]
-	if f == nil {
-		f = &family{name: name, typ: typ, help: help}
-		fs[name] = f
-	}
-	if f.typ != typ {
-		return
-	}
-	f.points = append(f.points, p)
-}
-
 // promName maps a go-metrics name to a Prometheus family name (without the
 // type suffix), the labels carved out of it, and the factor that converts
 // its values to base units (seconds).
@@ -99,10 +72,10 @@ func promName(name string, kind any) (string, []label, float64) {
 	return fam, labels, scale
 }
 
-// promNameBase is promName that also returns the go-metrics name without
-// its labelled parts.
-func promNameBase(name string, kind any) (fam string, labels []label, scale float64, unlabelled string) {
-	base := name
+// promNameBase is promName that also returns the pattern: the go-metrics
+// name without its labelled parts, as the metricnames table lists it.
+func promNameBase(name string, kind any) (fam string, labels []label, scale float64, pattern string) {
+	base, scope := name, ""
 	for _, r := range labelRules {
 		m := r.re.FindStringSubmatch(base)
 		if m == nil {
@@ -114,8 +87,9 @@ func promNameBase(name string, kind any) (fam string, labels []label, scale floa
 			}
 		}
 		base = r.re.ReplaceAllString(base, r.name)
+		scope = r.scope + scope
 	}
-	unlabelled = base
+	pattern = base
 	scale = 1.0
 	switch {
 	case microseconds[name]:
@@ -135,7 +109,30 @@ func promNameBase(name string, kind any) (fam string, labels []label, scale floa
 		// A meter's count is exposed; "request-rate" counts requests.
 		base = strings.TrimSuffix(strings.TrimSuffix(base, "-rate"), ".rate")
 	}
-	return "bend_" + sanitise(base), labels, scale, unlabelled
+	return "bend_" + scope + sanitise(base), labels, scale, pattern
+}
+
+// PromFamily returns the Prometheus family name an entry of the metricnames
+// table is exposed as (counters and meters with their _total suffix).
+func PromFamily(e metricnames.Entry) string {
+	var kind any
+	switch e.Kind {
+	case metricnames.Counter, metricnames.UpDown:
+		kind = metrics.NewCounter()
+	case metricnames.Meter:
+		kind = metrics.NilMeter{}
+	case metricnames.Gauge:
+		kind = metrics.NewGauge()
+	case metricnames.Histogram:
+		kind = metrics.NilHistogram{}
+	case metricnames.Timer:
+		kind = metrics.NilTimer{}
+	}
+	fam, _, _, _ := promNameBase(e.Pattern, kind)
+	if e.Kind == metricnames.Counter || e.Kind == metricnames.Meter {
+		fam += "_total"
+	}
+	return fam
 }
 
 // sanitise lowercases s and replaces every character Prometheus does not
@@ -150,49 +147,130 @@ func sanitise(s string) string {
 	return string(b)
 }
 
-// collect converts every metric in reg to Prometheus families.
-func collect(reg metrics.Registry) families {
-	fs := families{}
-	reg.Each(func(name string, m any) {
-		fam, labels, scale, unlabelled := promNameBase(name, m)
-		help := "go-metrics " + kindName(m) + " " + name
-		switch m := m.(type) {
-		case metrics.Counter:
-			if upDown[unlabelled] {
-				fs.add(fam, "gauge", help, point{labels: labels, value: float64(m.Count()) * scale})
-				return
-			}
-			fs.add(fam+"_total", "counter", help, point{labels: labels, value: float64(m.Count()) * scale})
-		case metrics.Meter:
-			fs.add(fam+"_total", "counter", help, point{labels: labels, value: float64(m.Count())})
-		case metrics.Gauge:
-			fs.add(fam, "gauge", help, point{labels: labels, value: float64(m.Value()) * scale})
-		case metrics.GaugeFloat64:
-			fs.add(fam, "gauge", help, point{labels: labels, value: m.Value() * scale})
-		case metrics.Histogram:
-			s := m.Snapshot()
-			addSummary(fs, fam, help, labels, scale, s.Percentiles(quantiles), s.Mean(), s.Count())
-		case metrics.Timer:
-			s := m.Snapshot()
-			addSummary(fs, fam, help, labels, scale, s.Percentiles(quantiles), s.Mean(), s.Count())
-		}
-	})
-	return fs
+// registryCollector is a prometheus.Collector over a go-metrics registry.
+// It is unchecked (Describe sends nothing): the registry's names appear as
+// the pipeline runs (a partition is claimed, a broker is met).
+type registryCollector struct {
+	reg     metrics.Registry
+	entries map[string]metricnames.Entry // by pattern
+	// topics maps sarama's topic labels (dots replaced by underscores) back
+	// to bend's topic names, so that every topic label holds the real name.
+	topics map[string]string
 }
 
-// addSummary adds a go-metrics histogram or timer as a summary. go-metrics
+func newRegistryCollector(reg metrics.Registry, topics []string) *registryCollector {
+	c := &registryCollector{reg: reg, entries: map[string]metricnames.Entry{}, topics: map[string]string{}}
+	for _, t := range [][]metricnames.Entry{metricnames.Table(), metricnames.Sarama()} {
+		for _, e := range t {
+			c.entries[e.Pattern] = e
+		}
+	}
+	for _, t := range topics {
+		c.topics[strings.ReplaceAll(t, ".", "_")] = t
+	}
+	return c
+}
+
+// Describe sends nothing: the collector is unchecked.
+func (c *registryCollector) Describe(chan<- *prometheus.Desc) {}
+
+// famState is what Collect remembers of a family it emitted: its type and
+// label names, which every later series of the family must share, and the
+// series emitted, which must not repeat.
+type famState struct {
+	typ    string
+	labels string
+	series map[string]bool
+}
+
+// Collect converts every metric of the registry. A series whose family
+// already exists with another type or other label names, or that repeats a
+// series (two registry names sanitising to one), is skipped, so that the
+// exposition stays valid.
+func (c *registryCollector) Collect(ch chan<- prometheus.Metric) {
+	seen := map[string]*famState{}
+	c.reg.Each(func(name string, m any) {
+		fam, labels, scale, pattern := promNameBase(name, m)
+		e, known := c.entries[pattern]
+		help := e.Help
+		if !known {
+			help = "bend metric " + pattern + " (go-metrics " + kindName(m) + "; not in the metricnames table)"
+		}
+		for i, l := range labels {
+			if l.name == "topic" {
+				if t, ok := c.topics[l.value]; ok {
+					labels[i].value = t
+				}
+			}
+		}
+		names := make([]string, len(labels))
+		values := make([]string, len(labels))
+		for i, l := range labels {
+			names[i], values[i] = l.name, l.value
+		}
+		admit := func(fam, typ string) bool {
+			key := strings.Join(names, ",")
+			s := seen[fam]
+			if s == nil {
+				s = &famState{typ: typ, labels: key, series: map[string]bool{}}
+				seen[fam] = s
+			}
+			if s.typ != typ || s.labels != key {
+				return false
+			}
+			series := strings.Join(values, "\xff")
+			if s.series[series] {
+				return false
+			}
+			s.series[series] = true
+			return true
+		}
+		emit := func(fam, typ string, vt prometheus.ValueType, v float64) {
+			if admit(fam, typ) {
+				ch <- prometheus.MustNewConstMetric(prometheus.NewDesc(fam, help, names, nil), vt, v, values...)
+			}
+		}
+		switch m := m.(type) {
+		case metrics.Counter:
+			if known && e.Kind == metricnames.UpDown {
+				emit(fam, "gauge", prometheus.GaugeValue, float64(m.Count())*scale)
+				return
+			}
+			emit(fam+"_total", "counter", prometheus.CounterValue, float64(m.Count())*scale)
+		case metrics.Meter:
+			emit(fam+"_total", "counter", prometheus.CounterValue, float64(m.Count()))
+		case metrics.Gauge:
+			v := m.Value()
+			if name == metricnames.GoMemoryLimitBytes && v == math.MaxInt64 {
+				return // no memory limit: the family is absent rather than 9.2e18
+			}
+			emit(fam, "gauge", prometheus.GaugeValue, float64(v)*scale)
+		case metrics.GaugeFloat64:
+			emit(fam, "gauge", prometheus.GaugeValue, m.Value()*scale)
+		case metrics.Histogram:
+			if admit(fam, "summary") {
+				s := m.Snapshot()
+				ch <- summary(fam, help, names, values, scale, s.Percentiles(quantiles), s.Mean(), s.Count())
+			}
+		case metrics.Timer:
+			if admit(fam, "summary") {
+				s := m.Snapshot()
+				ch <- summary(fam, help, names, values, scale, s.Percentiles(quantiles), s.Mean(), s.Count())
+			}
+		}
+	})
+}
+
+// summary builds a go-metrics histogram or timer as a summary. go-metrics
 // keeps only a sample of the observations, so _sum is estimated as the
 // sample's mean times the total count.
-func addSummary(fs families, fam, help string, labels []label, scale float64, ps []float64, mean float64, count int64) {
-	if fs[fam] != nil && fs[fam].typ != "summary" {
-		return
-	}
+func summary(fam, help string, names, values []string, scale float64, ps []float64, mean float64, count int64) prometheus.Metric {
+	qs := make(map[float64]float64, len(quantiles))
 	for i, q := range quantiles {
-		ql := append(slices.Clone(labels), label{"quantile", strconv.FormatFloat(q, 'g', -1, 64)})
-		fs.add(fam, "summary", help, point{labels: ql, value: ps[i] * scale})
+		qs[q] = ps[i] * scale
 	}
-	fs.add(fam, "summary", help, point{suffix: "_sum", labels: labels, value: mean * float64(count) * scale})
-	fs.add(fam, "summary", help, point{suffix: "_count", labels: labels, value: float64(count)})
+	return prometheus.MustNewConstSummary(prometheus.NewDesc(fam, help, names, nil),
+		uint64(max(count, 0)), mean*float64(count)*scale, qs, values...)
 }
 
 func kindName(m any) string {
@@ -201,9 +279,7 @@ func kindName(m any) string {
 		return "counter"
 	case metrics.Meter:
 		return "meter"
-	case metrics.Gauge:
-		return "gauge"
-	case metrics.GaugeFloat64:
+	case metrics.Gauge, metrics.GaugeFloat64:
 		return "gauge"
 	case metrics.Histogram:
 		return "histogram"
@@ -214,64 +290,81 @@ func kindName(m any) string {
 	}
 }
 
-// write writes fs in the Prometheus text exposition format (version 0.0.4),
-// families and points in a stable order.
-func (fs families) write(w io.Writer) error {
-	bw := bufio.NewWriter(w)
-	names := make([]string, 0, len(fs))
-	for n := range fs {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
-		f := fs[n]
-		bw.WriteString("# HELP " + f.name + " " + escapeHelp(f.help) + "\n")
-		bw.WriteString("# TYPE " + f.name + " " + f.typ + "\n")
-		seen := map[string]bool{}
-		for _, p := range f.points {
-			line := f.name + p.suffix + formatLabels(p.labels)
-			if seen[line] {
-				continue // a duplicate series would make the exposition invalid
-			}
-			seen[line] = true
-			bw.WriteString(line + " " + formatValue(p.value) + "\n")
-		}
-	}
-	return bw.Flush()
-}
-
-func formatLabels(ls []label) string {
-	if len(ls) == 0 {
-		return ""
-	}
-	var b strings.Builder
-	b.WriteByte('{')
-	for i, l := range ls {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(l.name + `="` + escapeLabel(l.value) + `"`)
-	}
-	b.WriteByte('}')
-	return b.String()
-}
-
-func formatValue(v float64) string {
-	switch {
-	case math.IsInf(v, 1):
-		return "+Inf"
-	case math.IsInf(v, -1):
-		return "-Inf"
-	case math.IsNaN(v):
-		return "NaN"
-	}
-	return strconv.FormatFloat(v, 'g', -1, 64)
-}
-
-var (
-	helpEscaper  = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
-	labelEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
+// Families added by the admin server beside the registry's.
+const (
+	FamilyReady      = "bend_ready"
+	FamilyDelay      = "bend_distributor_delay_seconds"
+	FamilyOldestAge  = "bend_oldest_unprocessed_age_seconds"
+	FamilyDrain      = "bend_backlog_drain_seconds"
+	FamilyBuildInfo  = "bend_build_info"
+	familyReadyHelp  = "1 when bend is ready (what /readyz answers), else 0."
+	familyDelayHelp  = "distributor.delay as currently in force."
+	familyOldestHelp = "Age of the oldest record read and not yet acknowledged; absent when none is in flight."
+	familyDrainHelp  = "Estimated time to drain the backlog at the current rates; absent while the backlog grows."
+	familyBuildHelp  = "Always 1; the labels name the running build (module version, VCS commit, Go version)."
 )
 
-func escapeHelp(s string) string  { return helpEscaper.Replace(s) }
-func escapeLabel(s string) string { return labelEscaper.Replace(s) }
+// Derived lists the families the admin server adds beside the registry's
+// (bend_ready, bend_build_info and the derived figures), with their help.
+func Derived() []metricnames.Entry {
+	return []metricnames.Entry{
+		{Pattern: FamilyReady, Kind: metricnames.Gauge, Help: familyReadyHelp},
+		{Pattern: FamilyDelay, Kind: metricnames.Gauge, Help: familyDelayHelp},
+		{Pattern: FamilyOldestAge, Kind: metricnames.Gauge, Help: familyOldestHelp},
+		{Pattern: FamilyDrain, Kind: metricnames.Gauge, Help: familyDrainHelp},
+		{Pattern: FamilyBuildInfo, Kind: metricnames.Gauge, Help: familyBuildHelp},
+	}
+}
+
+// derivedCollector exposes the figures of Snapshot that the registry does
+// not hold: readiness, the delay, the oldest age and the drain estimate.
+type derivedCollector struct{ s *Server }
+
+var (
+	readyDesc  = prometheus.NewDesc(FamilyReady, familyReadyHelp, nil, nil)
+	delayDesc  = prometheus.NewDesc(FamilyDelay, familyDelayHelp, nil, nil)
+	oldestDesc = prometheus.NewDesc(FamilyOldestAge, familyOldestHelp, nil, nil)
+	drainDesc  = prometheus.NewDesc(FamilyDrain, familyDrainHelp, nil, nil)
+)
+
+func (d derivedCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, x := range []*prometheus.Desc{readyDesc, delayDesc, oldestDesc, drainDesc} {
+		ch <- x
+	}
+}
+
+func (d derivedCollector) Collect(ch chan<- prometheus.Metric) {
+	snap := d.s.Snapshot(false)
+	ready := 0.0
+	if snap.Ready {
+		ready = 1
+	}
+	ch <- prometheus.MustNewConstMetric(readyDesc, prometheus.GaugeValue, ready)
+	if d.s.p != nil {
+		ch <- prometheus.MustNewConstMetric(delayDesc, prometheus.GaugeValue, snap.DelaySeconds)
+	}
+	if snap.OldestAgeSeconds != nil {
+		ch <- prometheus.MustNewConstMetric(oldestDesc, prometheus.GaugeValue, *snap.OldestAgeSeconds)
+	}
+	if snap.DrainSeconds != nil {
+		ch <- prometheus.MustNewConstMetric(drainDesc, prometheus.GaugeValue, *snap.DrainSeconds)
+	}
+}
+
+// promRegistry builds the Prometheus registry /metrics serves: the go-metrics
+// registry, the derived figures, bend_build_info and the standard go_* and
+// process_* collectors.
+func (s *Server) promRegistry(topics []string) *prometheus.Registry {
+	pr := prometheus.NewPedanticRegistry()
+	bi := buildinfo.Get()
+	pr.MustRegister(
+		newRegistryCollector(s.reg, topics),
+		derivedCollector{s},
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: FamilyBuildInfo, Help: familyBuildHelp,
+			ConstLabels: prometheus.Labels{"version": bi.Version, "commit": bi.Commit, "goversion": bi.GoVersion}},
+			func() float64 { return 1 }),
+	)
+	return pr
+}

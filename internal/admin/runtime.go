@@ -7,16 +7,17 @@ import (
 	"runtime/metrics"
 	"strconv"
 
+	"github.com/bendstream/bend/internal/metricnames"
 	gometrics "github.com/rcrowley/go-metrics"
 )
 
 // runtimeGauges name the Go runtime figures RegisterRuntime exposes, each
 // with its runtime/metrics source.
 var runtimeGauges = map[string]string{
-	"go.heap_objects_bytes": "/memory/classes/heap/objects:bytes", // live and not yet swept heap objects
-	"go.total_bytes":        "/memory/classes/total:bytes",        // all memory the Go runtime mapped
-	"go.memory_limit_bytes": "/gc/gomemlimit:bytes",               // memory_limit / GOMEMLIMIT
-	"go.goroutines":         "/sched/goroutines:goroutines",
+	metricnames.GoHeapObjectsBytes: "/memory/classes/heap/objects:bytes", // live and not yet swept heap objects
+	metricnames.GoTotalBytes:       "/memory/classes/total:bytes",        // all memory the Go runtime mapped
+	metricnames.GoMemoryLimitBytes: "/gc/gomemlimit:bytes",               // memory_limit / GOMEMLIMIT
+	metricnames.GoGoroutines:       "/sched/goroutines:goroutines",
 }
 
 // RegisterRuntime adds gauges of the process's resident memory
@@ -25,7 +26,7 @@ var runtimeGauges = map[string]string{
 // go.goroutines) to reg. They are read when the registry is (a scrape), so
 // they cost nothing in between.
 func RegisterRuntime(reg gometrics.Registry) {
-	_ = reg.Register("process.resident_memory_bytes", gometrics.NewFunctionalGauge(residentBytes))
+	_ = reg.Register(metricnames.ProcessResidentBytes, gometrics.NewFunctionalGauge(residentBytes))
 	for name, src := range runtimeGauges {
 		_ = reg.Register(name, gometrics.NewFunctionalGauge(func() int64 {
 			s := []metrics.Sample{{Name: src}}
