@@ -73,6 +73,10 @@ func (c ResumeConfig) validate(prefix string) error {
 	return errors.Join(errs...)
 }
 
+// scanQuiet ends the scan of a partition that delivers nothing for this
+// long before its end offset (its last offsets are transaction markers).
+const scanQuiet = 5 * time.Second
+
 // resumePoint is what the scan of the input topic found for one instance.
 type resumePoint struct {
 	cursor []byte   // nil: nothing found
@@ -118,6 +122,8 @@ func findResume(ctx context.Context, brokers []string, sc *sarama.Config, topic,
 		}
 		err = func() error {
 			defer pc.Close()
+			quiet := time.NewTimer(scanQuiet)
+			defer quiet.Stop()
 			for {
 				select {
 				case m := <-pc.Messages():
@@ -125,10 +131,11 @@ func findResume(ctx context.Context, brokers []string, sc *sarama.Config, topic,
 					if m.Offset >= newest-1 {
 						return nil
 					}
+					quiet.Reset(scanQuiet)
 				case e := <-pc.Errors():
 					return e
-				case <-time.After(10 * time.Second):
-					// A transaction marker or compacted tail: stop here.
+				case <-quiet.C:
+					// A transaction marker ends the partition: stop here.
 					return nil
 				case <-ctx.Done():
 					return ctx.Err()
