@@ -166,8 +166,12 @@ func (s *sseSource) Run(ctx context.Context, in *Ingest) error {
 		last, resumed = c, true
 	}
 	f := &feeder{in: in, m: s.m, log: s.log, check: s.check}
+	var retry time.Duration // the server's retry:, 0 until it sends one
 	for attempt := 0; ; attempt++ {
-		read, id, retry, err := s.session(ctx, f, last, resumed)
+		read, id, r, err := s.session(ctx, f, last, resumed)
+		if r > 0 {
+			retry = r // the reconnection time lasts until the server sets another
+		}
 		if ctx.Err() != nil {
 			return nil
 		}

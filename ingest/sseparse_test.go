@@ -11,7 +11,10 @@ import (
 	"sync"
 	"testing"
 	"testing/iotest"
+	"testing/synctest"
 	"time"
+
+	metrics "github.com/rcrowley/go-metrics"
 )
 
 // sseAll reads every event of stream, through a reader that hands out one
@@ -217,4 +220,70 @@ func TestJetstreamCompressRefused(t *testing.T) {
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "ingest.jetstream.url") {
 		t.Fatalf("Validate: %v, want ingest.jetstream.url refused", err)
 	}
+}
+
+// roundTripFunc is an http.RoundTripper in memory.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestSSEReconnectBackoff, on a fake clock: after a stream that delivered
+// an event and set retry:, the source waits the server's reconnection time
+// (with jitter) and sends Last-Event-ID; failed attempts then double the
+// wait.
+func TestSSEReconnectBackoff(t *testing.T) {
+	// Built outside the bubble: go-metrics meters tick on a goroutine of
+	// their own that never ends.
+	cfg := testConfig()
+	cfg.SSE.Enabled, cfg.SSE.URL, cfg.SSE.Events = true, "http://publisher.invalid/stream", []string{"wanted"}
+	cfg.SSE.MinBackoff, cfg.SSE.MaxBackoff = 100*time.Millisecond, 10*time.Second
+	in := bareIngest(cfg)
+	s, err := newSSESource(cfg.SSE, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	synctest.Test(t, func(t *testing.T) {
+		type attempt struct {
+			at   time.Time
+			last string
+		}
+		var attempts []attempt
+		s.client.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			attempts = append(attempts, attempt{time.Now(), r.Header.Get("Last-Event-ID")})
+			if len(attempts) == 1 {
+				body := "retry: 2000\nid: 5\nevent: other\ndata: {}\n\n"
+				return &http.Response{StatusCode: 200, Status: "200 OK", Header: http.Header{"Content-Type": {"text/event-stream"}},
+					Body: io.NopCloser(strings.NewReader(body)), Request: r}, nil
+			}
+			return &http.Response{StatusCode: 503, Status: "503 Service Unavailable", Header: http.Header{},
+				Body: io.NopCloser(strings.NewReader("")), Request: r}, nil
+		})
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx, in) }()
+		time.Sleep(time.Minute)
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if len(attempts) < 5 {
+			t.Fatalf("%d attempts in a minute", len(attempts))
+		}
+		// The waits before attempts 2, 3, 4, 5: the server's 2s, then
+		// doubling from it (failed attempts), each with jitter [d/2, d].
+		for i, d := range []time.Duration{2 * time.Second, 4 * time.Second, 8 * time.Second, 10 * time.Second} {
+			wait := attempts[i+1].at.Sub(attempts[i].at)
+			if wait < d/2 || wait > d {
+				t.Errorf("wait before attempt %d: %s, want between %s and %s", i+2, wait, d/2, d)
+			}
+		}
+		for i, a := range attempts[1:] {
+			if a.last != "5" {
+				t.Errorf("attempt %d sent Last-Event-ID %q, want 5", i+2, a.last)
+			}
+		}
+		if n := in.reg.Get("ingest.sse.skipped").(metrics.Counter).Count(); n != 1 {
+			t.Errorf("%d events skipped, want the one of type other", n)
+		}
+	})
 }
