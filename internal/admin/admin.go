@@ -141,8 +141,8 @@ type Server struct {
 	token  string
 	// open: the admin actions are served without a token (admin.addr is
 	// loopback, or the server does not listen).
-	open bool
-	prom http.Handler
+	open   bool
+	prom   http.Handler
 	gather prometheus.Gatherer // what prom serves
 
 	ln   net.Listener
