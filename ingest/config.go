@@ -69,6 +69,10 @@ type Config struct {
 	HTTP HTTPConfig `mapstructure:"http"`
 	// Files configures the NDJSON file (and stdin) replay source.
 	Files FilesConfig `mapstructure:"files"`
+	// Jetstream configures the Bluesky Jetstream WebSocket source.
+	Jetstream JetstreamConfig `mapstructure:"jetstream"`
+	// SSE configures the Server-Sent Events source.
+	SSE SSEConfig `mapstructure:"sse"`
 }
 
 // SyntheticConfig is the "ingest.synthetic" section of config.yaml.
@@ -103,6 +107,11 @@ type StreamConfig struct {
 	// nothing for this long while ingest is ready to read; time spent
 	// blocked on Kafka does not count. Default 60s.
 	IdleTimeout time.Duration `mapstructure:"idle_timeout"`
+	// BackfillMinutes, when positive, adds backfillMinutes=N to the query
+	// of every reconnection (not the first connection), so that a
+	// PowerTrack-style server replays the N minutes before it (duplicates
+	// included); 1 to 5 for PowerTrack. 0 turns it off. Default 0.
+	BackfillMinutes int `mapstructure:"backfill_minutes"`
 	// FormatConfig is how the events are read: keys ingest.stream.format,
 	// ingest.stream.fields.*, ingest.stream.non_activity, ingest.stream.non_activity_topic.
 	activity.FormatConfig `mapstructure:",squash"`
@@ -220,7 +229,9 @@ func DefaultConfig() Config {
 			MinBytesPerSecond: 1024,
 			MinRateWindow:     10 * time.Second,
 		},
-		Files: FilesConfig{Paths: []string{}, Progress: 10 * time.Second, FormatConfig: activity.DefaultFormatConfig()},
+		Files:     FilesConfig{Paths: []string{}, Progress: 10 * time.Second, FormatConfig: activity.DefaultFormatConfig()},
+		Jetstream: defaultJetstreamConfig(),
+		SSE:       defaultSSEConfig(),
 	}
 }
 
@@ -258,6 +269,12 @@ func (c Config) Validate() error {
 			errs = append(errs, prefixed("ingest.", err))
 		}
 	}
+	if c.Jetstream.Enabled {
+		errs = append(errs, c.Jetstream.validate(c.MaxEventBytes))
+	}
+	if c.SSE.Enabled {
+		errs = append(errs, c.SSE.validate())
+	}
 	if c.Stream.Enabled {
 		errs = append(errs, c.Stream.validate())
 	}
@@ -289,6 +306,9 @@ func (c StreamConfig) validate() error {
 	}
 	if c.IdleTimeout <= 0 {
 		bad("idle_timeout", "must be positive, got %s", c.IdleTimeout)
+	}
+	if c.BackfillMinutes < 0 {
+		bad("backfill_minutes", "must not be negative, got %d", c.BackfillMinutes)
 	}
 	errs = append(errs, c.FormatConfig.Validate("ingest.stream"))
 	return errors.Join(errs...)

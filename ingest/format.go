@@ -92,6 +92,7 @@ func (c Config) FormatConfigs() map[string]activity.FormatConfig {
 	out := map[string]activity.FormatConfig{}
 	for prefix, fc := range map[string]activity.FormatConfig{
 		"ingest.files": c.Files.FormatConfig, "ingest.http": c.HTTP.FormatConfig, "ingest.stream": c.Stream.FormatConfig,
+		"ingest.jetstream": c.Jetstream.FormatConfig, "ingest.sse": c.SSE.FormatConfig,
 	} {
 		if n := fc.Name(prefix); n == prefix {
 			out[n] = fc

@@ -13,7 +13,14 @@
 //     auth, size limits (413), gzip bodies (other encodings 415), a minimum
 //     transfer rate (408), per-line errors (400) and 503 + Retry-After
 //     when ingest is saturated;
-//   - files: NDJSON files (".gz" too) and standard input, replayed once.
+//   - files: NDJSON files (".gz" too) and standard input, replayed once;
+//   - jetstream: a Bluesky Jetstream WebSocket client;
+//   - sse: a Server-Sent Events client (Wikimedia EventStreams, Mastodon).
+//
+// The jetstream and sse sources stamp every record with its publisher
+// cursor (headers bend-source, bend-cursor, bend-resume) and, on start,
+// resume the publisher from the newest cursor Kafka acknowledged (see
+// cursor.go and docs/sources.md).
 //
 // Each source reading events has a format (ingest.<source>.format and
 // .fields, see internal/activity and docs/formats.md): the event is mapped
@@ -61,6 +68,10 @@
 //	ingest.http.bad_requests         counter of 400 answers
 //	ingest.http.too_slow             counter of 408 answers (body under min_bytes_per_second, or past read_timeout)
 //	ingest.files.done                counter of files replayed to the end
+//	ingest.<jetstream|sse>.connects, .disconnects, .reconnects, .connect_errors  as for stream
+//	ingest.<jetstream|sse>.duplicates counter of events dropped as read twice (the resume overlap)
+//	ingest.<jetstream|sse>.gaps       counter of resumes that found the publisher's replay window exceeded
+//	ingest.sse.skipped               counter of events of types not in ingest.sse.events
 //	ingest.<source>.non_activity     counter of non-activity events written (pass, topic)
 //	ingest.<source>.non_activity_dropped  counter of non-activity events dropped
 package ingest
@@ -109,6 +120,8 @@ type Ingest struct {
 	reg      metrics.Registry
 	check    checker
 	sources  []source
+	brokers  []string       // for the resume scan of the jetstream and sse sources
+	sc       *sarama.Config // the producer's copy of the base config
 
 	// win bounds what ingest holds between a source and Kafka's
 	// acknowledgement: ingest.producer.max_in_flight records, so that the
@@ -182,6 +195,20 @@ func New(cfg Config, brokers []string, sc *sarama.Config, topic, deadLetterTopic
 		}
 		in.sources = append(in.sources, s)
 	}
+	if cfg.Jetstream.Enabled {
+		var s *jetstreamSource
+		if s, err = newJetstreamSource(cfg.Jetstream, in); err != nil {
+			return nil, err
+		}
+		in.sources = append(in.sources, s)
+	}
+	if cfg.SSE.Enabled {
+		var s *sseSource
+		if s, err = newSSESource(cfg.SSE, in); err != nil {
+			return nil, err
+		}
+		in.sources = append(in.sources, s)
+	}
 	if len(cfg.Files.Paths) > 0 {
 		var s *filesSource
 		if s, err = newFilesSource(cfg.Files, o.stdin, in); err != nil {
@@ -199,6 +226,7 @@ func New(cfg Config, brokers []string, sc *sarama.Config, topic, deadLetterTopic
 
 	pc := *sc
 	rideOutRestarts(&pc)
+	in.brokers, in.sc = brokers, &pc
 	in.producer, err = kafka.NewProducer(brokers, &pc, cfg.Producer, "ingest.producer", log, reg)
 	if err != nil {
 		if hs != nil {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/bendstream/bend/internal/metricnames"
@@ -76,8 +77,10 @@ func (s *streamSource) Name() string { return "stream" }
 func (s *streamSource) Run(ctx context.Context, in *Ingest) error {
 	defer s.client.CloseIdleConnections()
 	f := &feeder{in: in, m: s.m, log: s.log, check: s.check}
+	connected := false
 	for attempt := 0; ; attempt++ {
-		lines, err := s.session(ctx, f)
+		lines, err := s.session(ctx, f, s.streamURL(attempt > 0 || connected))
+		connected = connected || lines > 0
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -99,10 +102,10 @@ func (s *streamSource) Run(ctx context.Context, in *Ingest) error {
 
 // session reads one connection until it ends, and returns the number of
 // lines read and why it ended.
-func (s *streamSource) session(ctx context.Context, f *feeder) (lines int, err error) {
+func (s *streamSource) session(ctx context.Context, f *feeder, u string) (lines int, err error) {
 	cctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	req, err := http.NewRequestWithContext(cctx, http.MethodGet, s.cfg.URL, nil)
+	req, err := http.NewRequestWithContext(cctx, http.MethodGet, u, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -148,6 +151,19 @@ func (s *streamSource) session(ctx context.Context, f *feeder) (lines int, err e
 			return lines, err
 		}
 	}
+}
+
+// streamURL is the URL of a connection: with backfillMinutes on a
+// reconnection when ingest.stream.backfill_minutes is set.
+func (s *streamSource) streamURL(reconnect bool) string {
+	if !reconnect || s.cfg.BackfillMinutes == 0 {
+		return s.cfg.URL
+	}
+	u, _ := url.Parse(s.cfg.URL) // validated
+	q := u.Query()
+	q.Set("backfillMinutes", strconv.Itoa(s.cfg.BackfillMinutes))
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // backoff returns the wait before reconnection attempt number attempt

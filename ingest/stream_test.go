@@ -161,7 +161,7 @@ func TestStreamURLQueryNotInErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.session(t.Context(), &feeder{in: in, m: s.m, log: s.log})
+	_, err = s.session(t.Context(), &feeder{in: in, m: s.m, log: s.log}, s.cfg.URL)
 	if err == nil || strings.Contains(err.Error(), "secret-in-query") {
 		t.Errorf("session error %v: want a connection error without the URL's query", err)
 	}
