@@ -143,7 +143,7 @@ func main() {
 		names = []string{"steady", "steady40", "spike", "spikecap", "drain", "iobound", "zipf"}
 	}
 	for _, n := range names {
-		if _, ok := scenarios[n]; !ok {
+		if _, ok := scenarios[n]; !ok && n != "scaleout" {
 			log.Fatalf("unknown scenario %q", n)
 		}
 	}
@@ -176,6 +176,10 @@ func main() {
 	log.Printf("broker %s", addr)
 
 	for _, n := range names {
+		if n == "scaleout" { // several bend processes: scaleout.go
+			must(runScaleout(addr, bin, *work, *out))
+			continue
+		}
 		sc := scenarios[n]
 		sc.Limit = int64(float64(sc.Limit) * *limitScale)
 		s, err := runScenario(sc, addr, bin, *work, *timeout)
