@@ -32,8 +32,9 @@
 // gauges are gauges, histograms and timers are summaries, times are in
 // seconds. Help texts and kinds come from internal/metricnames. The derived
 // figures bend_ready, bend_distributor_delay_seconds,
-// bend_oldest_unprocessed_age_seconds and bend_backlog_drain_seconds are
-// added; bend_go_memory_limit_bytes is absent when no limit is set.
+// bend_oldest_unprocessed_age_seconds, bend_backlog_drain_seconds and the
+// autoscaling signal bend_autoscale_desired_instances and
+// bend_autoscale_desired_workers are added; bend_go_memory_limit_bytes is absent when no limit is set.
 //
 // The admin server reads the registry and the pipeline; it changes nothing
 // but through the reload hook.
