@@ -36,7 +36,7 @@ var (
 	soFull       = flag.Bool("scaleout-full", false, "scaleout: 20 joins and leaves per run instead of the short schedule")
 	soPreload    = flag.Int64("scaleout-preload", 150000, "scaleout: records preloaded before the first instance starts")
 	soRate       = flag.Float64("scaleout-rate", 2000, "scaleout: live input rate, records/s, while the schedule runs")
-	soStep       = flag.Duration("scaleout-step", 10*time.Second, "scaleout: time between joins and leaves")
+	soStep       = flag.Duration("scaleout-step", 15*time.Second, "scaleout: time between joins and leaves")
 	soAssignors  = flag.String("scaleout-assignors", "cooperative-sticky,range", "scaleout: assignors, one run each")
 	soStatic     = flag.String("scaleout-membership", "dynamic,static", "scaleout: membership modes, one run each (dynamic, static)")
 	soGoMaxProcs = flag.Int("scaleout-gomaxprocs", 1, "scaleout: GOMAXPROCS of each bend process")
@@ -128,7 +128,7 @@ type soRun struct {
 type soProc struct {
 	cmd    *exec.Cmd
 	admin  string
-	exited chan error
+	exited chan struct{} // closed when the process has exited
 	// last figures read from it
 	emitted int64
 	ticks   int64
@@ -208,8 +208,8 @@ func soRunOne(brokers, bin, work, assignor string, static bool) (soRun, error) {
 			logf.Close()
 			return err
 		}
-		p := &soProc{cmd: cmd, admin: admin, exited: make(chan error, 1)}
-		go func() { p.exited <- cmd.Wait(); logf.Close() }()
+		p := &soProc{cmd: cmd, admin: admin, exited: make(chan struct{})}
+		go func() { _ = cmd.Wait(); logf.Close(); close(p.exited) }()
 		mu.Lock()
 		procs[i] = p
 		if inst[i] == nil {
@@ -226,7 +226,11 @@ func soRunOne(brokers, bin, work, assignor string, static bool) (soRun, error) {
 		defer mu.Unlock()
 		in := inst[i]
 		in.Emitted += p.emitted
-		in.CPUSeconds += float64(p.ticks) / 100
+		cpu := float64(p.ticks) / 100
+		if ps := p.cmd.ProcessState; ps != nil {
+			cpu = (ps.UserTime() + ps.SystemTime()).Seconds() // the whole life, after the last sample too
+		}
+		in.CPUSeconds += cpu
 		in.Seconds += time.Since(started[i]).Seconds()
 		delete(procs, i)
 	}
@@ -361,7 +365,15 @@ func soRunOne(brokers, bin, work, assignor string, static bool) (soRun, error) {
 		case <-time.After(70 * time.Second):
 		}
 	}
-	time.Sleep(200 * time.Millisecond) // the retire goroutines
+	for {
+		mu.Lock()
+		left := len(procs)
+		mu.Unlock()
+		if left == 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // the retire goroutines
+	}
 	r.Seconds = time.Since(t0).Seconds()
 	r.LoadAfter = loadavg()
 
