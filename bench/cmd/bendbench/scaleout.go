@@ -256,11 +256,9 @@ func soRunOne(brokers, bin, work, assignor string, static bool) (soRun, error) {
 			}
 			p.emitted = snap.Totals.Emitted
 			p.ticks, _ = procStats(p.cmd.Process.Pid)
-			{
-				for _, x := range snap.Partitions {
-					if x.Topic == in && x.Partition < soPartitions {
-						o[x.Partition] = i
-					}
+			for _, x := range snap.Partitions {
+				if x.Topic == in && x.Partition < soPartitions {
+					o[x.Partition] = i
 				}
 			}
 		}
