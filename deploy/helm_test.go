@@ -8,10 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/bendstream/bend/internal/admin"
 	"github.com/bendstream/bend/internal/config"
 	"go.yaml.in/yaml/v3"
 )
@@ -81,6 +83,9 @@ func TestHelmChart(t *testing.T) {
 			t.Errorf("no %s rendered", k)
 		}
 	}
+	if kinds["HorizontalPodAutoscaler"] != nil {
+		t.Errorf("HorizontalPodAutoscaler rendered with autoscaling off (the default)")
+	}
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -117,6 +122,8 @@ func TestHelmChart(t *testing.T) {
 		t.Errorf("config: group %q brokers %v workers %d, want orders, the two brokers, 8", cfg.Distributor.Group, cfg.Kafka.Brokers, cfg.Enrich.Workers)
 	}
 
+	testHelmAutoscaling(t, bin, set)
+
 	out, err = helm(t, bin, "template", "orders", "helm/bend")
 	if err == nil || !strings.Contains(out, "kafka.brokers is required") {
 		t.Errorf("helm template without kafka.brokers: err %v, output %q; want a failure naming kafka.brokers", err, out)
@@ -126,4 +133,47 @@ func TestHelmChart(t *testing.T) {
 func yamlString(v any) string {
 	b, _ := yaml.Marshal(v)
 	return string(b)
+}
+
+// testHelmAutoscaling renders the chart with autoscaling on: an HPA on
+// bend's desired-instances metric, and a Deployment without a replica
+// count for it to own.
+func testHelmAutoscaling(t *testing.T, bin string, set []string) {
+	t.Helper()
+	set = append(slices.Clone(set), "--set", "autoscaling.enabled=true", "--set", "autoscaling.maxReplicas=6")
+	if out, err := helm(t, bin, append([]string{"lint", "--strict", "helm/bend"}, set...)...); err != nil {
+		t.Fatalf("helm lint with autoscaling: %v\n%s", err, out)
+	}
+	out, err := helm(t, bin, append([]string{"template", "orders", "helm/bend"}, set...)...)
+	if err != nil {
+		t.Fatalf("helm template with autoscaling: %v\n%s", err, out)
+	}
+	var hpa, dep map[string]any
+	dec := yaml.NewDecoder(strings.NewReader(out))
+	for {
+		var doc map[string]any
+		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("rendered YAML: %v\n%s", err, out)
+		}
+		switch doc["kind"] {
+		case "HorizontalPodAutoscaler":
+			hpa = doc
+		case "Deployment":
+			dep = doc
+		}
+	}
+	if hpa == nil || dep == nil {
+		t.Fatalf("autoscaling on: HPA %v, Deployment %v; want both rendered", hpa != nil, dep != nil)
+	}
+	if r, ok := dep["spec"].(map[string]any)["replicas"]; ok {
+		t.Errorf("autoscaling on: Deployment replicas = %v, want none (the HPA owns it)", r)
+	}
+	s := yamlString(hpa)
+	for _, want := range []string{"name: " + admin.FamilyDesiredInstances, "maxReplicas: 6", "name: orders", "type: AverageValue"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("HPA lacks %q:\n%s", want, s)
+		}
+	}
 }

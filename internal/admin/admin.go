@@ -32,8 +32,9 @@
 // gauges are gauges, histograms and timers are summaries, times are in
 // seconds. Help texts and kinds come from internal/metricnames. The derived
 // figures bend_ready, bend_distributor_delay_seconds,
-// bend_oldest_unprocessed_age_seconds and bend_backlog_drain_seconds are
-// added; bend_go_memory_limit_bytes is absent when no limit is set.
+// bend_oldest_unprocessed_age_seconds, bend_backlog_drain_seconds and the
+// autoscaling signal bend_autoscale_desired_instances and
+// bend_autoscale_desired_workers are added; bend_go_memory_limit_bytes is absent when no limit is set.
 //
 // The admin server reads the registry and the pipeline; it changes nothing
 // but through the reload hook.
@@ -73,6 +74,10 @@ type Config struct {
 	// unless Addr is a loopback address. Set it from the environment
 	// (BEND_ADMIN_TOKEN) rather than the file. Default "".
 	Token string `mapstructure:"token"`
+	// DrainTarget is the time within which the autoscaling signal
+	// (bend_autoscale_desired_instances) wants the backlog drained; 0
+	// means the default. Default 5m.
+	DrainTarget time.Duration `mapstructure:"drain_target"`
 }
 
 // maxHeaderBytes bounds a request's header; larger ones get 431. No
@@ -85,17 +90,20 @@ func (c Config) String() string {
 	if c.Token != "" {
 		tok = "[redacted]"
 	}
-	return fmt.Sprintf("{Addr:%s Token:%s}", c.Addr, tok)
+	return fmt.Sprintf("{Addr:%s Token:%s DrainTarget:%s}", c.Addr, tok, c.DrainTarget)
 }
 
 // GoString redacts the token.
 func (c Config) GoString() string { return "admin.Config" + c.String() }
 
 // DefaultConfig returns the documented defaults.
-func DefaultConfig() Config { return Config{Addr: "127.0.0.1:9180"} }
+func DefaultConfig() Config { return Config{Addr: "127.0.0.1:9180", DrainTarget: DefaultDrainTarget} }
 
 // Validate reports every invalid field by its config.yaml key.
 func (c Config) Validate() error {
+	if c.DrainTarget < 0 {
+		return fmt.Errorf("admin.drain_target: %s must not be negative (e.g. 5m)", c.DrainTarget)
+	}
 	if c.Addr == "" {
 		return nil
 	}
@@ -158,6 +166,8 @@ type Server struct {
 
 	mu      sync.Mutex
 	rates   map[string]*rateWindow
+	lag     rateWindow // the lag, for its slope
+	target  time.Duration
 	history []HistoryPoint // the last HistoryLen seconds, oldest first
 }
 
@@ -180,7 +190,7 @@ type HistoryPoint struct {
 // address that cannot be bound is an error.
 func Start(cfg Config, reg metrics.Registry, p Pipeline, reload func() error, log logrus.FieldLogger) (*Server, error) {
 	s := &Server{reg: reg, p: p, reload: reload, log: log, start: time.Now(), stop: make(chan struct{}), token: cfg.Token,
-		open: true, rates: map[string]*rateWindow{}}
+		open: true, rates: map[string]*rateWindow{}, lag: rateWindow{span: RateWindow}, target: cfg.DrainTarget}
 	for _, n := range rated {
 		s.rates[n] = &rateWindow{span: RateWindow}
 	}
@@ -275,6 +285,7 @@ func (s *Server) sample(now time.Time) {
 	for n, w := range s.rates {
 		w.add(now, counts[n])
 	}
+	s.lag.add(now, hp.Lag)
 	hp.Ingested, hp.Emitted = s.rates[metricnames.IngestPublished].rate(), s.rates[metricnames.SinkEmitted].rate()
 	if len(s.history) == HistoryLen {
 		s.history = append(s.history[:0], s.history[1:]...)
@@ -406,8 +417,10 @@ func (s *Server) Snapshot(raw bool) Snapshot {
 		DeadLetters: s.rates[metricnames.SinkDeadLetters].rate(),
 		Retries:     s.rates[metricnames.DistributorRetries].rate(),
 	}
+	lagSlope := s.lag.slope()
 	s.mu.Unlock()
 	snap.DrainSeconds = drainSeconds(snap.Lag, snap.InFlight, snap.Rates)
+	snap.Scale = desiredScale(snap.Lag, snap.InFlight, lagSlope, snap.Rates, snap.Workers, s.target)
 	return snap
 }
 

@@ -30,6 +30,10 @@ type Snapshot struct {
 	// not yet read (Lag - InFlight) divided by (emit + dead-letter rate -
 	// ingest rate). Nil while the backlog is not shrinking; 0 without one.
 	DrainSeconds *float64 `json:"drain_seconds"`
+	// Scale is the autoscaling signal: how many instances, and workers,
+	// the backlog and the input rate call for to drain within
+	// admin.drain_target.
+	Scale Scale `json:"scale"`
 	// OldestAgeSeconds is the age of the oldest record read and not yet
 	// acknowledged. Nil when the pipeline does not report it or nothing is
 	// in flight.
@@ -147,6 +151,20 @@ func (w *rateWindow) rate() float64 {
 		return 0
 	}
 	return float64(dv) / dt
+}
+
+// slope returns the value's change per second between the oldest and the
+// newest sample (negative when it falls), or 0 with fewer than two.
+func (w *rateWindow) slope() float64 {
+	n := len(w.ts)
+	if n < 2 {
+		return 0
+	}
+	dt := w.ts[n-1].Sub(w.ts[0]).Seconds()
+	if dt <= 0 {
+		return 0
+	}
+	return float64(w.vs[n-1]-w.vs[0]) / dt
 }
 
 // count returns the cumulative count of a counter or meter, 0 if name is
@@ -289,6 +307,63 @@ func drainSeconds(lag, inFlight int64, r Rates) *float64 {
 	}
 	v := float64(backlog) / net
 	return &v
+}
+
+// Scale is the autoscaling signal of one instance (see desiredScale).
+type Scale struct {
+	// TargetSeconds is admin.drain_target.
+	TargetSeconds float64 `json:"target_seconds"`
+	// ArrivalRate is the records/s arriving on the owned partitions:
+	// emit + dead-letter rate + the lag's growth per second.
+	ArrivalRate float64 `json:"arrival_rate"`
+	// DesiredInstances is how many instances as fast as this one its
+	// partitions call for (fractional; the group's count is the ceiling
+	// of the sum over its members). Nil while it cannot be told: records
+	// wait but nothing is emitted.
+	DesiredInstances *float64 `json:"desired_instances"`
+	// DesiredWorkers is enrich.workers scaled the same way; it is what
+	// this instance needs when enrichment is what limits it. Nil with
+	// DesiredInstances.
+	DesiredWorkers *float64 `json:"desired_workers"`
+}
+
+// DefaultDrainTarget is admin.drain_target's default.
+const DefaultDrainTarget = 5 * time.Minute
+
+// desiredScale computes the autoscaling signal of one instance:
+//
+//	arrival  = emit + dead-letter rate + d(lag)/dt (records/s reaching the owned partitions)
+//	demand   = arrival + backlog / target          (what drains the backlog within target)
+//	desired  = demand / (emit + dead-letter rate)  (instances as fast as this one)
+//	workers  = desired * workers
+//
+// backlog is lag minus in flight (the records not yet read), at least 0,
+// and arrival is at least 0. With no demand, desired is 0 (an idle
+// instance); with demand and nothing emitted, the rate this instance can
+// reach is unknown and desired is nil. A caught-up instance reports about
+// 1: throughput measures capacity only while the backlog is not empty, so
+// the signal tells when to add instances and that the current count
+// suffices, not how many fewer would do.
+func desiredScale(lag, inFlight int64, lagSlope float64, r Rates, workers int64, target time.Duration) Scale {
+	if target <= 0 {
+		target = DefaultDrainTarget
+	}
+	out := r.Emitted + r.DeadLetters
+	sc := Scale{TargetSeconds: target.Seconds(), ArrivalRate: max(out+lagSlope, 0)}
+	backlog := float64(max(lag-inFlight, 0))
+	demand := sc.ArrivalRate + backlog/target.Seconds()
+	var d float64
+	switch {
+	case demand <= 0:
+		d = 0
+	case out <= 0:
+		return sc
+	default:
+		d = demand / out
+	}
+	w := d * float64(workers)
+	sc.DesiredInstances, sc.DesiredWorkers = &d, &w
+	return sc
 }
 
 // rawValue is a metric as /metrics.json shows it.

@@ -292,16 +292,22 @@ func kindName(m any) string {
 
 // Families added by the admin server beside the registry's.
 const (
-	FamilyReady      = "bend_ready"
-	FamilyDelay      = "bend_distributor_delay_seconds"
-	FamilyOldestAge  = "bend_oldest_unprocessed_age_seconds"
-	FamilyDrain      = "bend_backlog_drain_seconds"
-	FamilyBuildInfo  = "bend_build_info"
-	familyReadyHelp  = "1 when bend is ready (what /readyz answers), else 0."
-	familyDelayHelp  = "distributor.delay as currently in force."
-	familyOldestHelp = "Age of the oldest record read and not yet acknowledged; absent when none is in flight."
-	familyDrainHelp  = "Estimated time to drain the backlog at the current rates; absent while the backlog grows."
-	familyBuildHelp  = "Always 1; the labels name the running build (module version, VCS commit, Go version)."
+	FamilyReady     = "bend_ready"
+	FamilyDelay     = "bend_distributor_delay_seconds"
+	FamilyOldestAge = "bend_oldest_unprocessed_age_seconds"
+	FamilyDrain     = "bend_backlog_drain_seconds"
+	FamilyBuildInfo = "bend_build_info"
+	// FamilyDesiredInstances and FamilyDesiredWorkers are the autoscaling
+	// signal (Snapshot.Scale).
+	FamilyDesiredInstances = "bend_autoscale_desired_instances"
+	FamilyDesiredWorkers   = "bend_autoscale_desired_workers"
+	familyDesiredInstHelp  = "Instances as fast as this one that its partitions' backlog and input rate call for to drain within admin.drain_target: (arrival rate + backlog/drain_target) / (emit + dead-letter rate); the group's count is the ceiling of the sum over its members. Absent while records wait and nothing is emitted."
+	familyDesiredWorkHelp  = "enrich.workers scaled like bend_autoscale_desired_instances: the workers this instance needs when enrichment limits it."
+	familyReadyHelp        = "1 when bend is ready (what /readyz answers), else 0."
+	familyDelayHelp        = "distributor.delay as currently in force."
+	familyOldestHelp       = "Age of the oldest record read and not yet acknowledged; absent when none is in flight."
+	familyDrainHelp        = "Estimated time to drain the backlog at the current rates; absent while the backlog grows."
+	familyBuildHelp        = "Always 1; the labels name the running build (module version, VCS commit, Go version)."
 )
 
 // Derived lists the families the admin server adds beside the registry's
@@ -313,6 +319,8 @@ func Derived() []metricnames.Entry {
 		{Pattern: FamilyOldestAge, Kind: metricnames.Gauge, Help: familyOldestHelp},
 		{Pattern: FamilyDrain, Kind: metricnames.Gauge, Help: familyDrainHelp},
 		{Pattern: FamilyBuildInfo, Kind: metricnames.Gauge, Help: familyBuildHelp},
+		{Pattern: FamilyDesiredInstances, Kind: metricnames.Gauge, Help: familyDesiredInstHelp},
+		{Pattern: FamilyDesiredWorkers, Kind: metricnames.Gauge, Help: familyDesiredWorkHelp},
 	}
 }
 
@@ -325,10 +333,12 @@ var (
 	delayDesc  = prometheus.NewDesc(FamilyDelay, familyDelayHelp, nil, nil)
 	oldestDesc = prometheus.NewDesc(FamilyOldestAge, familyOldestHelp, nil, nil)
 	drainDesc  = prometheus.NewDesc(FamilyDrain, familyDrainHelp, nil, nil)
+	desInDesc  = prometheus.NewDesc(FamilyDesiredInstances, familyDesiredInstHelp, nil, nil)
+	desWkDesc  = prometheus.NewDesc(FamilyDesiredWorkers, familyDesiredWorkHelp, nil, nil)
 )
 
 func (d derivedCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, x := range []*prometheus.Desc{readyDesc, delayDesc, oldestDesc, drainDesc} {
+	for _, x := range []*prometheus.Desc{readyDesc, delayDesc, oldestDesc, drainDesc, desInDesc, desWkDesc} {
 		ch <- x
 	}
 }
@@ -348,6 +358,10 @@ func (d derivedCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if snap.DrainSeconds != nil {
 		ch <- prometheus.MustNewConstMetric(drainDesc, prometheus.GaugeValue, *snap.DrainSeconds)
+	}
+	if d.s.p != nil && snap.Scale.DesiredInstances != nil {
+		ch <- prometheus.MustNewConstMetric(desInDesc, prometheus.GaugeValue, *snap.Scale.DesiredInstances)
+		ch <- prometheus.MustNewConstMetric(desWkDesc, prometheus.GaugeValue, *snap.Scale.DesiredWorkers)
 	}
 }
 

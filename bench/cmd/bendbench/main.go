@@ -157,7 +157,7 @@ func main() {
 		names = []string{"steady", "steady40", "spike", "spikecap", "drain", "iobound", "zipf"}
 	}
 	for _, n := range names {
-		if _, ok := scenarios[n]; !ok && n != "bare" {
+		if _, ok := scenarios[n]; !ok && n != "bare" && n != "scaleout" {
 			log.Fatalf("unknown scenario %q", n)
 		}
 	}
@@ -194,6 +194,10 @@ func main() {
 	}
 	emitRates := map[string]float64{}
 	for _, n := range names {
+		if n == "scaleout" { // several bend processes: scaleout.go
+			must(runScaleout(addr, bin, *work, *out))
+			continue
+		}
 		if n == "bare" { // the baseline loop for drain's ratios (bare.go)
 			r, err := runBare(addr, int64(float64(scenarios["drain"].Limit)**limitScale), *timeout)
 			if err != nil {
