@@ -368,6 +368,9 @@ func TestReconnectCarriesOn(t *testing.T) {
 				if name == "sse" {
 					next = j + 1
 				}
+				if next == n {
+					next = -1 // resumed after the last event: nothing left to send
+				}
 				if j < 0 || c.First != next {
 					t.Errorf("connection %d asked for %q (event %d), first sent %d: want an event the previous connection sent, and the replay from it", k+1, c.Cursor, j, c.First)
 				}
