@@ -151,8 +151,9 @@ func (cs *claimState) ack(off int64, err error) {
 	if moved && !cs.d.cfg.ExternalCommit {
 		cs.sess.MarkOffset(cs.topic, cs.partition, next, "")
 	}
+	first := false
 	if err != nil && !cs.nackClosed {
-		cs.nackClosed = true
+		cs.nackClosed, first = true, true
 		close(cs.nacked)
 		if cs.abort != nil {
 			cs.abort()
@@ -165,9 +166,12 @@ func (cs *claimState) ack(off int64, err error) {
 	if freed > 0 {
 		cs.slots.Release(int64(freed))
 	}
-	if err != nil {
+	// One line per claim: the first nack ends the claim, and the records
+	// nacked after it (a failed transaction nacks all of its records) are
+	// only counted in distributor.nacks.
+	if first {
 		cs.d.log.WithError(err).WithField("topic", cs.topic).WithField("partition", cs.partition).
-			WithField("offset", off).Error("record not accepted by the sink; its offset will not be committed")
+			WithField("offset", off).Error("record not accepted by the sink; its offset will not be committed, the claim ends and the partition is read again from the committed offset (later nacks of this claim are counted in distributor.nacks)")
 	}
 	select {
 	case cs.changed <- struct{}{}:

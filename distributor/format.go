@@ -6,6 +6,7 @@ import (
 	"github.com/bendstream/bend/internal/metricnames"
 	"github.com/bendstream/bend/sink"
 	metrics "github.com/rcrowley/go-metrics"
+	"github.com/tidwall/gjson"
 )
 
 // parse reads the fields enrichers read from a consumed record: from its
@@ -19,6 +20,11 @@ func (c Config) parse(m *sarama.ConsumerMessage) (activity.Fields, error) {
 		switch string(h.Key) {
 		case activity.HeaderKind:
 			if len(h.Value) > 0 {
+				// Passed through untouched, so it must at least be JSON:
+				// the header may come from any producer of the topic.
+				if !gjson.ValidBytes(m.Value) {
+					return activity.Fields{}, activity.ErrInvalidJSON
+				}
 				return activity.Fields{Kind: string(h.Value)}, nil
 			}
 		case activity.HeaderFormat:

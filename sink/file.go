@@ -1,7 +1,9 @@
 package sink
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -150,14 +152,15 @@ func newWriterOutput(w io.Writer, f *os.File, cfg FileConfig, log logrus.FieldLo
 // and cannot be written out; if ctx ends first it returns ctx.Err(). Once
 // the output is broken it returns that error.
 func (o *writerOutput) Send(ctx context.Context, r *Record) error {
+	v := oneLine(r.Value)
 	for {
 		o.mu.Lock()
 		if err := o.broken; err != nil {
 			o.mu.Unlock()
 			return err
 		}
-		if len(o.buf) == 0 || len(o.buf)+len(r.Value)+1 <= o.cfg.BufferBytes {
-			o.buf = append(o.buf, r.Value...)
+		if len(o.buf) == 0 || len(o.buf)+len(v)+1 <= o.cfg.BufferBytes {
+			o.buf = append(o.buf, v...)
 			o.buf = append(o.buf, '\n')
 			o.pending = append(o.pending, r)
 			full := len(o.buf) >= o.cfg.BufferBytes
@@ -367,4 +370,20 @@ func (o *writerOutput) Close() error {
 		return nil // logged once, by fail; Send reported it
 	}
 	return err
+}
+
+// oneLine returns v as one NDJSON line: a value holding a line break (a
+// pretty-printed event, valid JSON whose whitespace spans lines) is
+// compacted, since a break inside a JSON string is always escaped; any
+// other value is returned as it is, without a copy.
+func oneLine(v []byte) []byte {
+	if bytes.IndexByte(v, '\n') < 0 && bytes.IndexByte(v, '\r') < 0 {
+		return v
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, v); err != nil {
+		// Not JSON (a producer's raw bytes): break no line of the output.
+		return bytes.ReplaceAll(bytes.ReplaceAll(v, []byte{'\n'}, []byte{' '}), []byte{'\r'}, []byte{' '})
+	}
+	return b.Bytes()
 }

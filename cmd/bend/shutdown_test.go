@@ -187,7 +187,9 @@ func (l *logLines) has(sub string) bool {
 func TestCleanStopStopsTheTimer(t *testing.T) {
 	brokers := kafkatest.Brokers(t)
 	cfg := testConfig(t, brokers, 200)
-	cfg.ShutdownTimeout = 500 * time.Millisecond
+	// Long enough for a clean stop under -race on a loaded machine; the
+	// test then waits until the timer would have fired.
+	cfg.ShutdownTimeout = 4 * time.Second
 	log := testLogger(t)
 	lines := &logLines{}
 	log.AddHook(lines)
@@ -195,9 +197,10 @@ func TestCleanStopStopsTheTimer(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, cfg, log, os.Stderr) }()
 	eventually(t, 60*time.Second, "200 records emitted", func() bool { return linesIn(cfg.Sink.File.Path) >= 200 })
+	stopped := time.Now()
 	cancel()
 	waitRun(t, done)
-	time.Sleep(3 * cfg.ShutdownTimeout)
+	time.Sleep(time.Until(stopped.Add(cfg.ShutdownTimeout + cfg.ShutdownGrace + time.Second)))
 	if lines.has("shutdown_timeout passed") {
 		t.Error("the shutdown_timeout timer fired after a clean stop")
 	}

@@ -72,6 +72,8 @@ var (
 	ErrNotObject = errors.New("event is not a JSON object")
 	// ErrMissingID means the event has no non-empty string "id".
 	ErrMissingID = errors.New(`event has no "id"`)
+	// ErrInvalidJSON means the event is not valid JSON.
+	ErrInvalidJSON = errors.New("event is not valid JSON")
 )
 
 // Parse decodes the fields bend reads from one JSON event. It returns an error

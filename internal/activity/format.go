@@ -61,6 +61,12 @@ func DecodeFields(h, value []byte) (Fields, error) {
 	if len(v) < 2 || v[0] != '{' || v[len(v)-1] != '}' {
 		return Fields{}, ErrNotObject
 	}
+	// The header may come from any producer of the topic, not only ingest:
+	// a value that is not valid JSON is refused here, never spliced into
+	// the output.
+	if !gjson.ValidBytes(v) {
+		return Fields{}, ErrInvalidJSON
+	}
 	f, err := Parse(h)
 	if err != nil {
 		return Fields{}, fmt.Errorf("%s header: %w", HeaderFields, err)
@@ -522,7 +528,7 @@ func (f *Format) Map(raw []byte) (Fields, error) {
 		var hrefs []string
 		out.Text, hrefs = stripHTML(out.Text)
 		for _, h := range hrefs {
-			if !slices.Contains(out.Links, h) {
+			if len(out.Links) < MaxLinks && !slices.Contains(out.Links, h) {
 				out.Links = append(out.Links, h)
 			}
 		}
@@ -545,12 +551,18 @@ func srcs(es []expr) string {
 	return strings.Join(s, " or ")
 }
 
+// MaxLinks is the most links a mapping reads from one event; the rest are
+// not read. It bounds the work a hostile event can cause (links are
+// de-duplicated by a linear search) far above what the urls enricher
+// unwinds (enrich's max_links).
+const MaxLinks = 256
+
 // addLinks appends every non-empty string in r (a string, or nested arrays
-// of strings), skipping duplicates.
+// of strings), skipping duplicates, up to MaxLinks.
 func addLinks(links *[]string, r gjson.Result, path string) error {
 	switch {
 	case r.Type == gjson.String:
-		if r.Str != "" && !slices.Contains(*links, r.Str) {
+		if r.Str != "" && len(*links) < MaxLinks && !slices.Contains(*links, r.Str) {
 			*links = append(*links, r.Str)
 		}
 	case r.IsArray():
