@@ -16,7 +16,8 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/bendstream/bend/internal/buildinfo.version=${VERSION}" -o /out/bend ./cmd/bend
+ARG COMMIT=unknown
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/bendstream/bend/internal/buildinfo.version=${VERSION} -X github.com/bendstream/bend/internal/buildinfo.commit=${COMMIT}" -o /out/bend ./cmd/bend
 # The state directory must belong to the non-root user: the embedded broker
 # (used only when kafka.brokers is empty) writes ./data there.
 RUN mkdir -p /out/state/data

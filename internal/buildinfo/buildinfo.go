@@ -16,7 +16,8 @@ type Info struct {
 	// -ldflags "-X github.com/bendstream/bend/internal/buildinfo.version=...".
 	Version string
 	// Commit is the VCS revision the binary was built from ("unknown" when
-	// the toolchain recorded none, as with `go run` outside a checkout).
+	// the toolchain recorded none, as with `go run` outside a checkout), or
+	// the value linked in with -X github.com/bendstream/bend/internal/buildinfo.commit=....
 	Commit string
 	// Modified reports uncommitted changes in the work tree at build time.
 	Modified bool
@@ -24,8 +25,10 @@ type Info struct {
 	GoVersion string
 }
 
-// version, when set at link time, overrides the module version.
-var version string
+// version and commit, when set at link time (the Docker build does, since
+// its context has no VCS data), override the module version and the VCS
+// revision.
+var version, commit string
 
 var (
 	once sync.Once
@@ -60,6 +63,9 @@ func read() Info {
 	}
 	if version != "" {
 		i.Version = version
+	}
+	if commit != "" && commit != "unknown" {
+		i.Commit = commit
 	}
 	return i
 }
