@@ -248,10 +248,13 @@ func (cs *claimState) watermark() int64 {
 }
 
 // lag is the number of records between the commit watermark and the
-// partition's log-end offset (see logEnds; the fetch high-water mark until
-// the first refresh).
+// partition's log end: the later of the log-end offset last read (see
+// logEnds), which keeps moving while reading is held back, and the fetch
+// high-water mark, which is fresher while reading keeps up. Neither is ever
+// past the true log end.
 func (cs *claimState) lag() int64 {
-	hwm := cs.d.ends.end(topicPartition{cs.topic, cs.partition}, cs.claim.HighWaterMarkOffset())
+	fetched := cs.claim.HighWaterMarkOffset()
+	hwm := max(cs.d.ends.end(topicPartition{cs.topic, cs.partition}, fetched), fetched)
 	cs.mu.Lock()
 	pos := cs.w.next
 	if pos < 0 {
