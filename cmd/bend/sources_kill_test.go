@@ -118,7 +118,7 @@ log: {level: info}
 			var ids map[string]int
 			last, progressed := -1, time.Now()
 			for {
-				ids = sourceIDs(t, brokers, out, 2*n, 2*time.Second)
+				ids = sourceIDs(t, brokers, out)
 				if len(ids) > last {
 					last, progressed = len(ids), time.Now()
 				}
@@ -132,7 +132,7 @@ log: {level: info}
 			if err := proc.cmd.Wait(); err != nil {
 				t.Fatalf("bend did not stop cleanly: %v\n%s", err, tail(proc.log.String()))
 			}
-			ids = sourceIDs(t, brokers, out, 2*n, 3*time.Second)
+			ids = sourceIDs(t, brokers, out)
 			lost, dups := 0, 0
 			first := ""
 			for i := range n {
@@ -171,10 +171,21 @@ log: {level: info}
 
 // sourceIDs counts the output's events by the id their format gives them
 // (a Jetstream record's AT URI, an EventStreams event's meta.id).
-func sourceIDs(t *testing.T, brokers []string, topic string, want int, timeout time.Duration) map[string]int {
+//
+// It reads every record the topic holds now (its high-water marks), so a
+// slow read on a loaded machine waits for them instead of returning part.
+func sourceIDs(t *testing.T, brokers []string, topic string) map[string]int {
 	t.Helper()
+	want := hwmSum(brokers, topic)
+	if want < 0 {
+		t.Fatalf("reading the high-water marks of %s", topic)
+	}
 	ids := map[string]int{}
-	for _, v := range kafkatest.ReadAll(t, brokers, topic, want, timeout) {
+	vals := kafkatest.ReadAll(t, brokers, topic, int(want), 3*time.Minute)
+	if len(vals) < int(want) {
+		t.Fatalf("read %d of the %d records %s holds", len(vals), want, topic)
+	}
+	for _, v := range vals {
 		var id string
 		if r := gjson.GetBytes(v, "commit.rkey"); r.Exists() {
 			id = "at://" + gjson.GetBytes(v, "did").Str + "/" + gjson.GetBytes(v, "commit.collection").Str + "/" + r.Str
