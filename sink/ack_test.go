@@ -5,7 +5,6 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	metrics "github.com/rcrowley/go-metrics"
 )
@@ -85,43 +84,3 @@ type instantOutput struct{}
 func (instantOutput) Send(_ context.Context, r *Record) error { r.done(nil); return nil }
 func (instantOutput) Close() error                            { return nil }
 
-// failingOutput refuses every record.
-type failingOutput struct{ err error }
-
-func (o failingOutput) Send(context.Context, *Record) error { return o.err }
-func (failingOutput) Close() error                          { return nil }
-
-// TestFailedSendNacksUntilClosed: after an output fails, Run keeps taking
-// records and nacks each until in is closed, so none is left without an
-// outcome and the sender never blocks on a sink that stopped reading.
-func TestFailedSendNacksUntilClosed(t *testing.T) {
-	broken := errors.New("output broken")
-	s := &Sink{outs: []output{failingOutput{broken}}, emitted: metrics.NewMeter(), dead: metrics.NewMeter(), failed: metrics.NewCounter(),
-		doubleDone: metrics.NewCounter(), latency: metrics.NewHistogram(metrics.NewUniformSample(10)), log: quietLog()}
-	in := make(chan *Record) // unbuffered: every send waits for Run
-	var nacks atomic.Int32
-	rec := func() *Record {
-		return &Record{Value: []byte(`{}`), Ack: func(err error) {
-			if errors.Is(err, broken) {
-				nacks.Add(1)
-			}
-		}}
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Run(context.Background(), in) }()
-	const n = 50
-	for i := range n {
-		select {
-		case in <- rec():
-		case <-time.After(10 * time.Second):
-			t.Fatalf("record %d: Run stopped reading after the failure", i)
-		}
-	}
-	close(in)
-	if err := <-done; !errors.Is(err, broken) {
-		t.Fatalf("Run = %v, want %v", err, broken)
-	}
-	if got := nacks.Load(); got != n {
-		t.Fatalf("nacked %d records, want %d", got, n)
-	}
-}

@@ -225,32 +225,12 @@ func (s *Sink) Run(ctx context.Context, in <-chan *Record) error {
 				return nil
 			}
 			if err := s.send(ctx, r); err != nil {
-				s.nackUntilClosed(ctx, in, err)
+				s.nackRest(in, err)
 				return err
 			}
 		case <-ctx.Done():
 			s.nackRest(in, ctx.Err())
 			return ctx.Err()
-		}
-	}
-}
-
-// nackUntilClosed nacks, with err, every record that arrives on in until
-// the distributor closes it (its claims end on the first nack, so it does)
-// or ctx ends, so after a failed send no record is left without an outcome
-// and the distributor's emitters never block on a sink that stopped reading.
-func (s *Sink) nackUntilClosed(ctx context.Context, in <-chan *Record, err error) {
-	for {
-		select {
-		case r, ok := <-in:
-			if !ok {
-				return
-			}
-			s.failed.Inc(1)
-			r.Ack(err)
-		case <-ctx.Done():
-			s.nackRest(in, err)
-			return
 		}
 	}
 }
