@@ -83,4 +83,3 @@ type instantOutput struct{}
 
 func (instantOutput) Send(_ context.Context, r *Record) error { r.done(nil); return nil }
 func (instantOutput) Close() error                            { return nil }
-
