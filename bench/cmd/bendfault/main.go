@@ -4,7 +4,7 @@
 //
 // Usage:
 //
-//	go run ./bench/cmd/bendfault [--long] [flags] FAULT...   (FAULT: kill broker sink worker network, or all)
+//	go run ./bench/cmd/bendfault [--long] [flags] FAULT...   (FAULT: kill broker sink worker network sources, or all)
 //
 // Every fault runs the same job: bendfault produces N synthetic activities
 // (ids act-1..act-N, seed 42) into a fresh 8-partition input topic at a
@@ -19,6 +19,10 @@
 //	worker   enrichment only in two remote `bend work` processes; SIGKILL them in turn
 //	network  bend reaches Kafka only through toxiproxy: latency, a bandwidth cap,
 //	         connection resets, a stall, a full outage
+//	sources  no producer: bend reads a fake Jetstream (WebSocket) and a fake
+//	         EventStreams (SSE) of internal/fakepub, and is SIGKILLed while they
+//	         stream (3 times; --long: 5 times, 100,000 events at 5,000/s each);
+//	         each restart resumes both publishers from Kafka's cursor
 //
 // A fault passes when every id reached the output (lost 0), every output
 // record carries its enrichment, and duplicates stay within the bound the
@@ -27,7 +31,8 @@
 // interval's worth). The summary goes to --out as JSON; the exit status is 1
 // when any fault failed.
 //
-// --long multiplies the event count by 10 and the number of incidents by 4;
+// --long multiplies the event count by 10 and the number of incidents by 4
+// (the sources fault: see faultSources);
 // the default (short) version runs in CI in a few minutes.
 package main
 
@@ -92,6 +97,7 @@ type result struct {
 	Unenriched  int64    `json:"unenriched"`
 	DeadLetters int64    `json:"dead_letters"`
 	PeakRSSMB   float64  `json:"peak_rss_mb"`
+	Detail      string   `json:"detail,omitempty"` // per-source counts, where a fault has several
 	Pass        bool     `json:"pass"`
 	Error       string   `json:"error,omitempty"`
 }
@@ -106,14 +112,15 @@ func main() {
 	flag.Parse()
 	names := flag.Args()
 	if len(names) == 0 || (len(names) == 1 && names[0] == "all") {
-		names = []string{"kill", "broker", "sink", "worker", "network"}
+		names = []string{"kill", "broker", "sink", "worker", "network", "sources"}
 	}
 	faults := map[string]func(*suite, *runner) error{
 		"kill": faultKill, "broker": faultBroker, "sink": faultSink, "worker": faultWorker, "network": faultNetwork,
+		"sources": faultSources,
 	}
 	for _, n := range names {
 		if faults[n] == nil {
-			log.Fatalf("unknown fault %q (want kill, broker, sink, worker, network or all)", n)
+			log.Fatalf("unknown fault %q (want kill, broker, sink, worker, network, sources or all)", n)
 		}
 	}
 	must(os.MkdirAll(*work, 0o755))
@@ -143,9 +150,13 @@ func main() {
 		err := faults[n](s, r)
 		res := r.finish(err)
 		results = append(results, res)
-		log.Printf("%s: %s in %.0f s: %d events, %d incidents, lost %d, duplicated %d (bound %d), unenriched %d, dead letters %d, peak RSS %.0f MB %s",
+		detail := ""
+		if res.Detail != "" {
+			detail = "(" + res.Detail + ") "
+		}
+		log.Printf("%s: %s in %.0f s: %d events, %d incidents, lost %d, duplicated %d (bound %d), unenriched %d, dead letters %d, peak RSS %.0f MB %s%s",
 			n, map[bool]string{true: "PASS", false: "FAIL"}[res.Pass], res.Seconds, res.Events, len(res.Incidents),
-			res.Lost, res.Duplicated, res.DupBound, res.Unenriched, res.DeadLetters, res.PeakRSSMB, res.Error)
+			res.Lost, res.Duplicated, res.DupBound, res.Unenriched, res.DeadLetters, res.PeakRSSMB, detail, res.Error)
 		failed = failed || !res.Pass
 		b, _ := json.MarshalIndent(map[string]any{"long": *long, "kafka": s.kafkaVersion(), "results": results}, "", "  ")
 		must(os.WriteFile(*out, b, 0o644))
@@ -294,6 +305,7 @@ type runner struct {
 	peakRSS            atomic.Int64 // KiB
 	readerWG           sync.WaitGroup
 	requireEnrichments string // key every output record's "enrichments" must hold
+	detail             func() string
 }
 
 func (s *suite) newRunner(name string) *runner {
@@ -355,19 +367,26 @@ func (r *runner) sleep(d time.Duration) {
 	}
 }
 
-// produce creates the topics and starts producing act-1..act-n at r.rate.
-func (r *runner) produce() error {
+// createTopics creates the run's input, output and dead-letter topics.
+func (r *runner) createTopics() error {
 	adm, err := sarama.NewClusterAdmin([]string{r.s.brokers}, saramaConfig())
 	if err != nil {
 		return err
 	}
+	defer adm.Close()
 	for _, t := range []string{r.in, r.out, r.dlq} {
 		if err := adm.CreateTopic(t, &sarama.TopicDetail{NumPartitions: 8, ReplicationFactor: 1}, false); err != nil {
-			adm.Close()
 			return fmt.Errorf("create %s: %w", t, err)
 		}
 	}
-	adm.Close()
+	return nil
+}
+
+// produce creates the topics and starts producing act-1..act-n at r.rate.
+func (r *runner) produce() error {
+	if err := r.createTopics(); err != nil {
+		return err
+	}
 	c := benchkit.ProducerConfig("bendfault")
 	c.Producer.Retry.Max = 20
 	c.Producer.Retry.Backoff = 250 * time.Millisecond
@@ -532,6 +551,9 @@ func (r *runner) finish(runErr error) result {
 	res.Produced = r.produced.Load()
 	res.Output, res.Lost, res.Duplicated, res.Unenriched = r.seen.count()
 	res.DupBound = r.dupBound
+	if r.detail != nil {
+		res.Detail = r.detail()
+	}
 	res.DeadLetters = r.deadLetters()
 	res.PeakRSSMB = float64(r.peakRSS.Load()) / 1024
 	switch {
@@ -661,6 +683,7 @@ type bendOpts struct {
 	webhook    string // sink.webhook.url; the Kafka sink is off when set
 	remoteAddr string // enrich.remote.addr; local workers 0 when set
 	token      string
+	sources    string // lines added to the ingest section (indented two spaces)
 }
 
 // startBend writes the config and starts `bend run`.
@@ -677,7 +700,7 @@ func (r *runner) startBend(o bendOpts) (*proc, error) {
   topics: {input: %q, output: %q, dead_letter: %q, partitions: 8}
 ingest:
   synthetic: {enabled: false}
-distributor:
+%sdistributor:
   group: %q
   instance_id: %q
   commit_interval: 1s
@@ -694,7 +717,7 @@ admin: {addr: ""}
 progress: 10s
 shutdown_timeout: 40s
 log: {level: info}
-`, o.brokers, r.in, r.out, r.dlq, r.group, o.instanceID, r.maxItems, workers, o.remoteAddr, o.token, o.webhook == "", o.webhook)
+`, o.brokers, r.in, r.out, r.dlq, o.sources, r.group, o.instanceID, r.maxItems, workers, o.remoteAddr, o.token, o.webhook == "", o.webhook)
 	path := filepath.Join(r.s.work, r.tag+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err
@@ -974,21 +997,34 @@ func faultNetwork(s *suite, r *runner) error {
 
 // ---------------------------------------------------------------- counting
 
-// tracker counts the output's ids act-1..act-n.
+// tracker counts the output's ids act-1..act-n (or, with index set, the
+// numbers index gives the records).
 type tracker struct {
 	mu                       sync.Mutex
 	seen                     []uint8
 	total, distinct, missing int64
 	other                    int64
+	// index maps an output record to its number in 1..n; nil reads the
+	// synthetic id act-N.
+	index func(v []byte) (int64, error)
 }
 
 func newTracker(n int64) *tracker { return &tracker{seen: make([]uint8, n+1)} }
 
+// actIndex is the N of a synthetic record's id act-N.
+func actIndex(v []byte) (int64, error) {
+	id, _ := benchkit.Fields(v)
+	return strconv.ParseInt(strings.TrimPrefix(id, "act-"), 10, 64)
+}
+
 // add counts one output record; it lacks the enrichment unless it holds
 // mark.
 func (t *tracker) add(v []byte, mark string) {
-	id, _ := benchkit.Fields(v)
-	num, err := strconv.ParseInt(strings.TrimPrefix(id, "act-"), 10, 64)
+	index := t.index
+	if index == nil {
+		index = actIndex
+	}
+	num, err := index(v)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.total++
@@ -1011,6 +1047,22 @@ func (t *tracker) distinctN() int64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.distinct
+}
+
+// countRange returns the ids never seen and the extra copies among the
+// numbers lo..hi.
+func (t *tracker) countRange(lo, hi int64) (lost, dup int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i := max(lo, 1); i <= hi && i < int64(len(t.seen)); i++ {
+		switch {
+		case t.seen[i] == 0:
+			lost++
+		case t.seen[i] > 1:
+			dup += int64(t.seen[i] - 1)
+		}
+	}
+	return lost, dup
 }
 
 // count returns the records read, ids never seen, extra copies, and
