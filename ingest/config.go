@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -81,40 +80,6 @@ type SyntheticConfig struct {
 	Enabled bool `mapstructure:"enabled"`
 	// Config is the generator's configuration (keys ingest.synthetic.rate, ...).
 	synth.Config `mapstructure:",squash"`
-}
-
-// StreamConfig is the "ingest.stream" section of config.yaml: a client that
-// GETs a long-lived, chunked NDJSON response and reconnects when it ends.
-type StreamConfig struct {
-	// Enabled runs the stream source. Default false.
-	Enabled bool `mapstructure:"enabled"`
-	// URL is the http or https address of the stream. Required when enabled.
-	URL string `mapstructure:"url"`
-	// Token, when set, is sent as "Authorization: Bearer <token>". Set it
-	// from the environment (BEND_INGEST_STREAM_TOKEN) or use TokenFile
-	// rather than writing it into config.yaml. Never logged. Default empty.
-	Token Secret `mapstructure:"token"`
-	// TokenFile names a file holding the token (surrounding whitespace is
-	// trimmed), read at start-up. Exclusive with Token. Default empty.
-	TokenFile string `mapstructure:"token_file"`
-	// MinBackoff is the wait before the first reconnection; it doubles on
-	// every failed attempt up to MaxBackoff, with jitter (a random wait in
-	// [d/2, d]). A connection that delivered events resets it. Default 100ms.
-	MinBackoff time.Duration `mapstructure:"min_backoff"`
-	// MaxBackoff caps the wait between reconnections. Default 30s.
-	MaxBackoff time.Duration `mapstructure:"max_backoff"`
-	// IdleTimeout drops a connection (and reconnects) when the server sends
-	// nothing for this long while ingest is ready to read; time spent
-	// blocked on Kafka does not count. Default 60s.
-	IdleTimeout time.Duration `mapstructure:"idle_timeout"`
-	// BackfillMinutes, when positive, adds backfillMinutes=N to the query
-	// of every reconnection (not the first connection), so that a
-	// PowerTrack-style server replays the N minutes before it (duplicates
-	// included); 1 to 5 for PowerTrack. 0 turns it off. Default 0.
-	BackfillMinutes int `mapstructure:"backfill_minutes"`
-	// FormatConfig is how the events are read: keys ingest.stream.format,
-	// ingest.stream.fields.*, ingest.stream.non_activity, ingest.stream.non_activity_topic.
-	activity.FormatConfig `mapstructure:",squash"`
 }
 
 // HTTPConfig is the "ingest.http" section of config.yaml: a receiver for
@@ -210,12 +175,7 @@ func DefaultConfig() Config {
 		MaxDepth:         64,
 		MaxBufferedBytes: 64 << 20,
 		Synthetic:        SyntheticConfig{Enabled: true, Config: synth.DefaultConfig()},
-		Stream: StreamConfig{
-			MinBackoff:   100 * time.Millisecond,
-			MaxBackoff:   30 * time.Second,
-			IdleTimeout:  60 * time.Second,
-			FormatConfig: activity.DefaultFormatConfig(),
-		},
+		Stream:           defaultStreamConfig(),
 		HTTP: HTTPConfig{
 			Addr:         "127.0.0.1:8088",
 			Path:         "/v1/events",
@@ -282,35 +242,6 @@ func (c Config) Validate() error {
 		errs = append(errs, c.HTTP.validate(c.MaxBufferedBytes))
 	}
 	errs = append(errs, c.Files.validate())
-	return errors.Join(errs...)
-}
-
-func (c StreamConfig) validate() error {
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("ingest.stream."+key+": "+format, args...))
-	}
-	if u, err := url.Parse(c.URL); err != nil {
-		bad("url", "%v", err)
-	} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("url", "want an absolute http or https URL, got %q", c.URL)
-	}
-	if c.Token != "" && c.TokenFile != "" {
-		bad("token_file", "set token or token_file, not both")
-	}
-	if c.MinBackoff <= 0 {
-		bad("min_backoff", "must be positive, got %s", c.MinBackoff)
-	}
-	if c.MaxBackoff < c.MinBackoff {
-		bad("max_backoff", "must be at least ingest.stream.min_backoff (%s), got %s", c.MinBackoff, c.MaxBackoff)
-	}
-	if c.IdleTimeout <= 0 {
-		bad("idle_timeout", "must be positive, got %s", c.IdleTimeout)
-	}
-	if c.BackfillMinutes < 0 {
-		bad("backfill_minutes", "must not be negative, got %d", c.BackfillMinutes)
-	}
-	errs = append(errs, c.FormatConfig.Validate("ingest.stream"))
 	return errors.Join(errs...)
 }
 

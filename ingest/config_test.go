@@ -28,7 +28,7 @@ func TestConfigValidateNamesTheKey(t *testing.T) {
 		{"buffer below one event", func(c *Config) { c.MaxBufferedBytes = 10 }, []string{"ingest.max_buffered_bytes"}},
 		{"producer keys", func(c *Config) { c.Producer.MaxInFlight = 0 }, []string{"ingest.producer.max_in_flight"}},
 		{"stream", func(c *Config) {
-			c.Stream = StreamConfig{Enabled: true, URL: "ftp://x", Token: "t", TokenFile: "f", MinBackoff: time.Second, MaxBackoff: time.Millisecond}
+			c.Stream = StreamConfig{Enabled: true, ConnConfig: ConnConfig{URL: "ftp://x", Token: "t", TokenFile: "f", MinBackoff: time.Second, MaxBackoff: time.Millisecond}}
 		}, []string{"ingest.stream.url", "ingest.stream.token_file", "ingest.stream.max_backoff", "ingest.stream.idle_timeout"}},
 		{"disabled stream is not checked", func(c *Config) { c.Stream.URL = "::" }, nil},
 		{"http", func(c *Config) {

@@ -295,10 +295,12 @@ type resumer struct {
 	duplicates, gaps metrics.Counter
 }
 
-func (in *Ingest) newResumer(source string, cfg ResumeConfig, log logrus.FieldLogger) *resumer {
+// newResumer builds the resume state of a source whose duplicates and
+// gaps count in the metrics so named.
+func (in *Ingest) newResumer(cfg ResumeConfig, log logrus.FieldLogger, duplicates, gaps string) *resumer {
 	return &resumer{cfg: cfg, name: []byte(cfg.Instance), dup: newDedup(cfg.DedupWindow), log: log,
-		duplicates: metrics.GetOrRegisterCounter("ingest."+source+".duplicates", in.reg),
-		gaps:       metrics.GetOrRegisterCounter("ingest."+source+".gaps", in.reg),
+		duplicates: metrics.GetOrRegisterCounter(duplicates, in.reg),
+		gaps:       metrics.GetOrRegisterCounter(gaps, in.reg),
 	}
 }
 

@@ -110,7 +110,7 @@ func TestNewFailsFast(t *testing.T) {
 		{"address in use", func(c *Config) { c.HTTP.Enabled, c.HTTP.Addr = true, h.in.Addr().String() }, "ingest.http.addr"},
 		{"missing token file", func(c *Config) { c.HTTP.Enabled, c.HTTP.TokenFile = true, "/nonexistent/token" }, "ingest.http.token_file"},
 		{"stream token file", func(c *Config) {
-			c.Stream = StreamConfig{Enabled: true, URL: "http://x", TokenFile: "/nonexistent/t", MinBackoff: 1, MaxBackoff: 1, IdleTimeout: 1}
+			c.Stream = StreamConfig{Enabled: true, ConnConfig: ConnConfig{URL: "http://x", TokenFile: "/nonexistent/t", MinBackoff: 1, MaxBackoff: 1, IdleTimeout: 1}}
 		}, "ingest.stream.token_file"},
 		{"invalid config", func(c *Config) { c.MaxDepth = 0 }, "ingest.max_depth"},
 	} {

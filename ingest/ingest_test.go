@@ -77,7 +77,7 @@ func TestStreamStopsReadingWhileKafkaRefuses(t *testing.T) {
 
 	cfg := testConfig()
 	cfg.Producer.MaxInFlight = 256
-	cfg.Stream = StreamConfig{Enabled: true, URL: srv.URL, MinBackoff: 10 * time.Millisecond, MaxBackoff: 10 * time.Millisecond, IdleTimeout: time.Minute}
+	cfg.Stream = StreamConfig{Enabled: true, ConnConfig: ConnConfig{URL: srv.URL, MinBackoff: 10 * time.Millisecond, MaxBackoff: 10 * time.Millisecond, IdleTimeout: time.Minute}}
 	topic := kafkatest.CreateTopic(t, brokers, 4)
 	refuse := cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: topic, Err: kerr.NotEnoughReplicas, Count: -1})
 	h := startOn(t, cfg, brokers, topic)

@@ -4,15 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"time"
 
 	"github.com/bendstream/bend/internal/activity"
+	"github.com/bendstream/bend/internal/metricnames"
 	"github.com/coder/websocket"
-	metrics "github.com/rcrowley/go-metrics"
+	"github.com/klauspost/compress/zstd"
 	"github.com/sirupsen/logrus"
 	"github.com/tidwall/gjson"
 )
@@ -23,10 +24,13 @@ import (
 type JetstreamConfig struct {
 	// Enabled runs the jetstream source. Default false.
 	Enabled bool `mapstructure:"enabled"`
-	// URL is the ws or wss address of the subscribe endpoint, such as
+	// ConnConfig is the connection: keys ingest.jetstream.url (the ws or
+	// wss address of the subscribe endpoint, such as
 	// wss://jetstream2.us-east.bsky.network/subscribe; its own query is
-	// kept, and the parameters below are added. Required when enabled.
-	URL string `mapstructure:"url"`
+	// kept, and the parameters below are added), .token (public instances
+	// need none; BEND_INGEST_JETSTREAM_TOKEN), .token_file, .min_backoff,
+	// .max_backoff, .idle_timeout.
+	ConnConfig `mapstructure:",squash"`
 	// WantedCollections filters commits by collection NSID
 	// (app.bsky.feed.post, or a prefix such as app.bsky.graph.*), at most
 	// 100; empty receives every collection. Default empty.
@@ -47,31 +51,21 @@ type JetstreamConfig struct {
 	// exceeded and the gap is logged and counted (ingest.jetstream.gaps). A
 	// sparse stream (few wanted_dids) can trip it without loss. Default 10s.
 	GapTolerance time.Duration `mapstructure:"gap_tolerance"`
-	// Compress asks for zstd-compressed messages. Jetstream compresses
-	// with a dictionary of its own, which bend does not carry: true is
-	// refused at start-up. Default false.
+	// Compress asks for zstd-compressed messages (compress=true), which
+	// Jetstream sends as binary messages compressed with its own zstd
+	// dictionary: ZstdDictionary must name it. Default false.
 	Compress bool `mapstructure:"compress"`
-	// MaxMessageBytes is the largest message read, sent to the server as
-	// maxMessageSizeBytes (Jetstream then skips larger events) and set as
-	// the WebSocket read limit (a larger message drops the connection).
-	// At most ingest.max_event_bytes. Default 524288 (512 KiB).
+	// ZstdDictionary is the path of the zstd dictionary the Jetstream
+	// server compresses with (the zstd_dictionary file its project
+	// publishes), in zstd's dictionary format; read at start-up. Required
+	// when Compress is true. Default empty.
+	ZstdDictionary string `mapstructure:"zstd_dictionary"`
+	// MaxMessageBytes is the largest message read, decompressed, sent to
+	// the server as maxMessageSizeBytes (Jetstream then skips larger
+	// events) and set as the WebSocket read limit (a larger message drops
+	// the connection); a compressed message that decompresses to more is
+	// dead-lettered. At most ingest.max_event_bytes. Default 524288 (512 KiB).
 	MaxMessageBytes int64 `mapstructure:"max_message_bytes"`
-	// Token, when set, is sent as "Authorization: Bearer <token>" (public
-	// instances need none). Set it from the environment
-	// (BEND_INGEST_JETSTREAM_TOKEN) or use TokenFile. Never logged.
-	// Default empty.
-	Token Secret `mapstructure:"token"`
-	// TokenFile names a file holding the token, read at start-up.
-	// Exclusive with Token. Default empty.
-	TokenFile string `mapstructure:"token_file"`
-	// MinBackoff is the wait before the first reconnection, doubled on
-	// every failed attempt up to MaxBackoff, with jitter. Default 100ms.
-	MinBackoff time.Duration `mapstructure:"min_backoff"`
-	// MaxBackoff caps the wait between reconnections. Default 30s.
-	MaxBackoff time.Duration `mapstructure:"max_backoff"`
-	// IdleTimeout drops a connection that delivers nothing for this long
-	// while ingest is ready to read. Default 60s.
-	IdleTimeout time.Duration `mapstructure:"idle_timeout"`
 	// ResumeConfig: keys ingest.jetstream.instance, .resume, .resume_scan,
 	// .dedup_window.
 	ResumeConfig `mapstructure:",squash"`
@@ -83,24 +77,18 @@ type JetstreamConfig struct {
 func defaultJetstreamConfig() JetstreamConfig {
 	fc := activity.DefaultFormatConfig()
 	fc.Format = activity.PresetJetstream
-	return JetstreamConfig{
+	return JetstreamConfig{ConnConfig: defaultConnConfig(),
 		WantedCollections: []string{}, WantedDids: []string{},
 		Rewind: 5 * time.Second, GapTolerance: 10 * time.Second, MaxMessageBytes: 512 << 10,
-		MinBackoff: 100 * time.Millisecond, MaxBackoff: 30 * time.Second, IdleTimeout: 60 * time.Second,
 		ResumeConfig: ResumeConfig{Instance: "jetstream", Resume: true, ResumeScan: 20000, DedupWindow: 100000},
 		FormatConfig: fc,
 	}
 }
 
 func (c JetstreamConfig) validate(maxEvent int) error {
-	var errs []error
+	errs := c.ConnConfig.validate("ingest.jetstream", "ws", "wss")
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("ingest.jetstream."+key+": "+format, args...))
-	}
-	if u, err := url.Parse(c.URL); err != nil {
-		bad("url", "%v", err)
-	} else if (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
-		bad("url", "want an absolute ws or wss URL, got %q", c.URL)
 	}
 	if len(c.WantedCollections) > 100 {
 		bad("wanted_collections", "at most 100, got %d", len(c.WantedCollections))
@@ -117,66 +105,69 @@ func (c JetstreamConfig) validate(maxEvent int) error {
 	if c.GapTolerance <= 0 {
 		bad("gap_tolerance", "must be positive, got %s", c.GapTolerance)
 	}
-	if c.Compress {
-		bad("compress", "not supported: Jetstream compresses with its own zstd dictionary; leave it false")
+	if c.Compress && c.ZstdDictionary == "" {
+		bad("zstd_dictionary", "required when ingest.jetstream.compress is true: the path of the zstd dictionary the Jetstream server publishes")
 	}
 	if c.MaxMessageBytes < 1 || c.MaxMessageBytes > int64(maxEvent) {
 		bad("max_message_bytes", "must be between 1 and ingest.max_event_bytes (%d), got %d", maxEvent, c.MaxMessageBytes)
-	}
-	if c.Token != "" && c.TokenFile != "" {
-		bad("token_file", "set token or token_file, not both")
-	}
-	if c.MinBackoff <= 0 {
-		bad("min_backoff", "must be positive, got %s", c.MinBackoff)
-	}
-	if c.MaxBackoff < c.MinBackoff {
-		bad("max_backoff", "must be at least ingest.jetstream.min_backoff (%s), got %s", c.MinBackoff, c.MaxBackoff)
-	}
-	if c.IdleTimeout <= 0 {
-		bad("idle_timeout", "must be positive, got %s", c.IdleTimeout)
 	}
 	errs = append(errs, c.ResumeConfig.validate("ingest.jetstream"), c.FormatConfig.Validate("ingest.jetstream"))
 	return errors.Join(errs...)
 }
 
+// zstdSlack is what a compressed message may take beyond its decompressed
+// bound: the frame header and block headers of an incompressible message.
+const zstdSlack = 4096
+
 // jetstreamSource reads a Jetstream subscription. While ingest's buffer is
 // full it stops reading, so the server sees TCP backpressure.
 type jetstreamSource struct {
+	*conn
 	cfg   JetstreamConfig
 	check *checker
-	token Secret
-	where string
-	log   logrus.FieldLogger
 	m     *sourceMetrics
 	res   *resumer
-
-	connects, disconnects, reconnects, connectErrors metrics.Counter
+	// zstd decodes compressed messages (nil unless compress is on), at most
+	// max_message_bytes each.
+	zstd *zstd.Decoder
 }
 
 func newJetstreamSource(cfg JetstreamConfig, in *Ingest) (*jetstreamSource, error) {
-	tok, err := readToken(cfg.Token, cfg.TokenFile, "ingest.jetstream.token_file")
+	c, err := in.newConn("jetstream", cfg.ConnConfig, connNames{metricnames.IngestJetstreamConnects,
+		metricnames.IngestJetstreamDisconn, metricnames.IngestJetstreamReconn, metricnames.IngestJetstreamConnErrs})
 	if err != nil {
 		return nil, err
-	}
-	u, err := url.Parse(cfg.URL)
-	if err != nil {
-		return nil, fmt.Errorf("ingest.jetstream.url: %w", err)
 	}
 	chk, err := in.formatChecker(cfg.FormatConfig, "ingest.jetstream", "jetstream")
 	if err != nil {
 		return nil, err
 	}
-	where := u.Scheme + "://" + u.Host + u.Path
-	log := in.log.WithFields(logrus.Fields{"source": "jetstream", "url": where})
-	reg := in.reg
-	return &jetstreamSource{cfg: cfg, check: chk, token: tok, where: where, log: log,
-		m:             in.sourceMetrics("jetstream"),
-		res:           in.newResumer("jetstream", cfg.ResumeConfig, log),
-		connects:      metrics.GetOrRegisterCounter("ingest.jetstream.connects", reg),
-		disconnects:   metrics.GetOrRegisterCounter("ingest.jetstream.disconnects", reg),
-		reconnects:    metrics.GetOrRegisterCounter("ingest.jetstream.reconnects", reg),
-		connectErrors: metrics.GetOrRegisterCounter("ingest.jetstream.connect_errors", reg),
-	}, nil
+	s := &jetstreamSource{conn: c, cfg: cfg, check: chk,
+		m:   in.sourceMetrics("jetstream"),
+		res: in.newResumer(cfg.ResumeConfig, c.log, metricnames.IngestJetstreamDuplicates, metricnames.IngestJetstreamGaps),
+	}
+	if cfg.Compress {
+		if s.zstd, err = newZstdDecoder(cfg.ZstdDictionary, cfg.MaxMessageBytes); err != nil {
+			return nil, fmt.Errorf("ingest.jetstream.zstd_dictionary: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// newZstdDecoder reads the dictionary file and returns a decoder of frames
+// compressed with it, refusing any that decompresses to more than limit
+// bytes (before allocating them).
+func newZstdDecoder(path string, limit int64) (*zstd.Decoder, error) {
+	dict, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	d, err := zstd.NewReader(nil, zstd.WithDecoderDicts(dict), zstd.WithDecoderConcurrency(1),
+		zstd.WithDecoderMaxMemory(uint64(limit)), zstd.WithDecoderMaxWindow(max(uint64(limit), zstd.MinWindowSize)))
+	if err != nil {
+		return nil, fmt.Errorf("%s is not a zstd dictionary: %w", path, err)
+	}
+	return d, nil
 }
 
 func (s *jetstreamSource) Name() string { return "jetstream" }
@@ -192,6 +183,9 @@ func (s *jetstreamSource) subscribeURL(cursor int64) string {
 		q.Add("wantedDids", d)
 	}
 	q.Set("maxMessageSizeBytes", strconv.FormatInt(s.cfg.MaxMessageBytes, 10))
+	if s.cfg.Compress {
+		q.Set("compress", "true")
+	}
 	if cursor > 0 {
 		q.Set("cursor", strconv.FormatInt(cursor, 10))
 	}
@@ -202,6 +196,9 @@ func (s *jetstreamSource) subscribeURL(cursor int64) string {
 // Run resumes from Kafka's newest acknowledged cursor, then connects,
 // reads, and reconnects with backoff until ctx ends; it returns nil then.
 func (s *jetstreamSource) Run(ctx context.Context, in *Ingest) error {
+	if s.zstd != nil {
+		defer s.zstd.Close()
+	}
 	cursor := s.cfg.Cursor
 	need := int64(0) // the events after this one must come: the gap check's reference
 	if c, err := s.res.start(ctx, in); err != nil {
@@ -228,16 +225,9 @@ func (s *jetstreamSource) Run(ctx context.Context, in *Ingest) error {
 			// from the last one (its repeat is a duplicate).
 			cursor, need = last, last
 		}
-		wait := backoff(attempt, s.cfg.MinBackoff, s.cfg.MaxBackoff, rand.Float64())
-		s.log.WithError(err).WithField("retry_in", wait.Round(time.Millisecond)).Warn("jetstream ended; reconnecting")
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if !s.pause(ctx, attempt, s.cfg.MinBackoff, s.cfg.MaxBackoff, "jetstream ended; reconnecting", err) {
 			return nil
 		}
-		s.reconnects.Inc(1)
 	}
 }
 
@@ -247,28 +237,24 @@ func (s *jetstreamSource) Run(ctx context.Context, in *Ingest) error {
 // resume): a first event later than it by more than gap_tolerance is a gap.
 func (s *jetstreamSource) session(ctx context.Context, f *feeder, cursor, need int64) (read int, last int64, err error) {
 	opts := &websocket.DialOptions{HTTPHeader: http.Header{}}
-	if s.token != "" {
-		opts.HTTPHeader.Set("Authorization", "Bearer "+string(s.token))
-	}
+	s.authorize(opts.HTTPHeader)
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second+s.cfg.IdleTimeout)
 	conn, resp, err := websocket.Dial(dctx, s.subscribeURL(cursor), opts)
 	cancel()
 	if err != nil {
-		s.connectErrors.Inc(1)
 		if resp != nil {
+			s.connectErrors.Inc(1)
 			return 0, cursor, fmt.Errorf("server answered %s", resp.Status)
 		}
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return 0, cursor, fmt.Errorf("connecting: %w", err)
+		return 0, cursor, s.connectFailed(err)
 	}
 	defer conn.CloseNow()
-	conn.SetReadLimit(s.cfg.MaxMessageBytes)
-	s.connects.Inc(1)
-	s.log.WithField("cursor", cursor).Info("jetstream connected")
-	defer s.disconnects.Inc(1)
+	limit := s.cfg.MaxMessageBytes
+	if s.zstd != nil {
+		limit += zstdSlack
+	}
+	conn.SetReadLimit(limit)
+	defer s.connected("jetstream connected", logrus.Fields{"cursor": cursor})()
 	last = cursor
 	for {
 		rctx, cancel := context.WithTimeout(ctx, s.cfg.IdleTimeout)
@@ -284,12 +270,13 @@ func (s *jetstreamSource) session(ctx context.Context, f *feeder, cursor, need i
 		read++
 		s.m.bytes.Inc(int64(len(msg)))
 		if typ != websocket.MessageText {
-			// Binary frames are compressed or CBOR messages, never asked for.
-			f.rejected(read, errors.New("binary WebSocket message"))
-			if _, err := f.in.rejectEvent(ctx, f.m, msg, read, errors.New("binary WebSocket message (compressed or CBOR), not asked for"), nil); err != nil {
-				return read, last, err
+			if msg, err = s.decompress(msg); err != nil {
+				f.rejected(read, err)
+				if _, err := f.in.rejectEvent(ctx, f.m, msg, read, err, nil); err != nil {
+					return read, last, err
+				}
+				continue
 			}
-			continue
 		}
 		var cur []byte
 		if t := gjson.GetBytes(msg, "time_us"); t.Type == gjson.Number {
@@ -309,4 +296,26 @@ func (s *jetstreamSource) session(ctx context.Context, f *feeder, cursor, need i
 			return read, last, err
 		}
 	}
+}
+
+// errBinary is the reason a binary message is refused when compress is off:
+// compressed or CBOR messages, never asked for.
+var errBinary = errors.New("binary WebSocket message (compressed or CBOR), not asked for (ingest.jetstream.compress is false)")
+
+// decompress returns the JSON of a binary message: its zstd frame
+// decompressed with the dictionary. On failure it returns msg, for the
+// dead letter, and why: a message that would decompress beyond
+// max_message_bytes is refused before it is decompressed.
+func (s *jetstreamSource) decompress(msg []byte) ([]byte, error) {
+	if s.zstd == nil {
+		return msg, errBinary
+	}
+	out, err := s.zstd.DecodeAll(msg, nil)
+	switch {
+	case errors.Is(err, zstd.ErrDecoderSizeExceeded), errors.Is(err, zstd.ErrWindowSizeExceeded):
+		return msg, fmt.Errorf("%w: a compressed message of %d bytes decompresses to more than ingest.jetstream.max_message_bytes (%d)", errTooLarge, len(msg), s.cfg.MaxMessageBytes)
+	case err != nil:
+		return msg, fmt.Errorf("a compressed message of %d bytes does not decompress with ingest.jetstream.zstd_dictionary: %w", len(msg), err)
+	}
+	return out, nil
 }

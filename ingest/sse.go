@@ -5,16 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"mime"
-	"net"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"time"
 
 	"github.com/bendstream/bend/internal/activity"
+	"github.com/bendstream/bend/internal/metricnames"
 	metrics "github.com/rcrowley/go-metrics"
 	"github.com/sirupsen/logrus"
 )
@@ -25,10 +23,12 @@ import (
 type SSEConfig struct {
 	// Enabled runs the sse source. Default false.
 	Enabled bool `mapstructure:"enabled"`
-	// URL is the http or https address of the stream, such as
-	// https://stream.wikimedia.org/v2/stream/recentchange. Required when
-	// enabled.
-	URL string `mapstructure:"url"`
+	// ConnConfig is the connection: keys ingest.sse.url (http or https,
+	// such as https://stream.wikimedia.org/v2/stream/recentchange),
+	// .token (a Mastodon access token; BEND_INGEST_SSE_TOKEN),
+	// .token_file, .min_backoff (or the server's retry: when longer),
+	// .max_backoff, .idle_timeout (comments count as data).
+	ConnConfig `mapstructure:",squash"`
 	// Events lists the event types kept (Wikimedia: message; Mastodon:
 	// update, status.update, delete); other types are counted
 	// (ingest.sse.skipped) and dropped. Empty keeps every type. Default
@@ -37,22 +37,6 @@ type SSEConfig struct {
 	// LastEventID is sent as Last-Event-ID when there is nothing to resume
 	// from; empty starts at the live stream. Default empty.
 	LastEventID string `mapstructure:"last_event_id"`
-	// Token, when set, is sent as "Authorization: Bearer <token>" (a
-	// Mastodon access token). Set it from the environment
-	// (BEND_INGEST_SSE_TOKEN) or use TokenFile. Never logged. Default empty.
-	Token Secret `mapstructure:"token"`
-	// TokenFile names a file holding the token, read at start-up.
-	// Exclusive with Token. Default empty.
-	TokenFile string `mapstructure:"token_file"`
-	// MinBackoff is the wait before the first reconnection (or the
-	// server's retry: when longer), doubled on every failed attempt up to
-	// MaxBackoff, with jitter. Default 100ms.
-	MinBackoff time.Duration `mapstructure:"min_backoff"`
-	// MaxBackoff caps the wait between reconnections. Default 30s.
-	MaxBackoff time.Duration `mapstructure:"max_backoff"`
-	// IdleTimeout drops a connection that sends nothing (comments count)
-	// for this long while ingest is ready to read. Default 60s.
-	IdleTimeout time.Duration `mapstructure:"idle_timeout"`
 	// ResumeConfig: keys ingest.sse.instance, .resume, .resume_scan,
 	// .dedup_window. An SSE id is opaque: the stream resumes after the
 	// last acknowledged id as it is, without rewind.
@@ -63,39 +47,18 @@ type SSEConfig struct {
 }
 
 func defaultSSEConfig() SSEConfig {
-	return SSEConfig{Events: []string{},
-		MinBackoff: 100 * time.Millisecond, MaxBackoff: 30 * time.Second, IdleTimeout: 60 * time.Second,
+	return SSEConfig{ConnConfig: defaultConnConfig(), Events: []string{},
 		ResumeConfig: ResumeConfig{Instance: "sse", Resume: true, ResumeScan: 20000, DedupWindow: 100000},
 		FormatConfig: activity.DefaultFormatConfig(),
 	}
 }
 
 func (c SSEConfig) validate() error {
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("ingest.sse."+key+": "+format, args...))
-	}
-	if u, err := url.Parse(c.URL); err != nil {
-		bad("url", "%v", err)
-	} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("url", "want an absolute http or https URL, got %q", c.URL)
-	}
+	errs := c.ConnConfig.validate("ingest.sse", "http", "https")
 	for i, e := range c.Events {
 		if e == "" {
-			bad(fmt.Sprintf("events[%d]", i), "empty event type")
+			errs = append(errs, fmt.Errorf("ingest.sse.events[%d]: empty event type", i))
 		}
-	}
-	if c.Token != "" && c.TokenFile != "" {
-		bad("token_file", "set token or token_file, not both")
-	}
-	if c.MinBackoff <= 0 {
-		bad("min_backoff", "must be positive, got %s", c.MinBackoff)
-	}
-	if c.MaxBackoff < c.MinBackoff {
-		bad("max_backoff", "must be at least ingest.sse.min_backoff (%s), got %s", c.MinBackoff, c.MaxBackoff)
-	}
-	if c.IdleTimeout <= 0 {
-		bad("idle_timeout", "must be positive, got %s", c.IdleTimeout)
 	}
 	errs = append(errs, c.ResumeConfig.validate("ingest.sse"), c.FormatConfig.Validate("ingest.sse"))
 	return errors.Join(errs...)
@@ -104,47 +67,29 @@ func (c SSEConfig) validate() error {
 // sseSource reads an event stream. While ingest's buffer is full it stops
 // reading, so the server sees TCP backpressure.
 type sseSource struct {
-	cfg    SSEConfig
-	check  *checker
-	token  Secret
-	client *http.Client
-	log    logrus.FieldLogger
-	m      *sourceMetrics
-	res    *resumer
-
-	connects, disconnects, reconnects, connectErrors, skipped metrics.Counter
+	*conn
+	cfg     SSEConfig
+	check   *checker
+	client  *http.Client
+	m       *sourceMetrics
+	res     *resumer
+	skipped metrics.Counter
 }
 
 func newSSESource(cfg SSEConfig, in *Ingest) (*sseSource, error) {
-	tok, err := readToken(cfg.Token, cfg.TokenFile, "ingest.sse.token_file")
+	c, err := in.newConn("sse", cfg.ConnConfig, connNames{metricnames.IngestSSEConnects,
+		metricnames.IngestSSEDisconn, metricnames.IngestSSEReconn, metricnames.IngestSSEConnErrs})
 	if err != nil {
 		return nil, err
-	}
-	u, err := url.Parse(cfg.URL)
-	if err != nil {
-		return nil, fmt.Errorf("ingest.sse.url: %w", err)
 	}
 	chk, err := in.formatChecker(cfg.FormatConfig, "ingest.sse", "sse")
 	if err != nil {
 		return nil, err
 	}
-	log := in.log.WithFields(logrus.Fields{"source": "sse", "url": u.Scheme + "://" + u.Host + u.Path})
-	reg := in.reg
-	return &sseSource{cfg: cfg, check: chk, token: tok, log: log,
-		client: &http.Client{Transport: &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			TLSHandshakeTimeout:   10 * time.Second,
-			ResponseHeaderTimeout: cfg.IdleTimeout,
-			ForceAttemptHTTP2:     true,
-		}},
-		m:             in.sourceMetrics("sse"),
-		res:           in.newResumer("sse", cfg.ResumeConfig, log),
-		connects:      metrics.GetOrRegisterCounter("ingest.sse.connects", reg),
-		disconnects:   metrics.GetOrRegisterCounter("ingest.sse.disconnects", reg),
-		reconnects:    metrics.GetOrRegisterCounter("ingest.sse.reconnects", reg),
-		connectErrors: metrics.GetOrRegisterCounter("ingest.sse.connect_errors", reg),
-		skipped:       metrics.GetOrRegisterCounter("ingest.sse.skipped", reg),
+	return &sseSource{conn: c, cfg: cfg, check: chk, client: c.httpClient(),
+		m:       in.sourceMetrics("sse"),
+		res:     in.newResumer(cfg.ResumeConfig, c.log, metricnames.IngestSSEDuplicates, metricnames.IngestSSEGaps),
+		skipped: metrics.GetOrRegisterCounter(metricnames.IngestSSESkipped, in.reg),
 	}, nil
 }
 
@@ -181,16 +126,9 @@ func (s *sseSource) Run(ctx context.Context, in *Ingest) error {
 		if len(id) > 0 {
 			last, resumed = id, true
 		}
-		wait := backoff(attempt, max(s.cfg.MinBackoff, retry), max(s.cfg.MaxBackoff, retry), rand.Float64())
-		s.log.WithError(err).WithField("retry_in", wait.Round(time.Millisecond)).Warn("event stream ended; reconnecting")
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if !s.pause(ctx, attempt, max(s.cfg.MinBackoff, retry), max(s.cfg.MaxBackoff, retry), "event stream ended; reconnecting", err) {
 			return nil
 		}
-		s.reconnects.Inc(1)
 	}
 }
 
@@ -201,40 +139,20 @@ func (s *sseSource) Run(ctx context.Context, in *Ingest) error {
 func (s *sseSource) session(ctx context.Context, f *feeder, lastID []byte, checkGap bool) (read int, id []byte, retry time.Duration, err error) {
 	cctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	req, err := http.NewRequestWithContext(cctx, http.MethodGet, s.cfg.URL, nil)
+	h := http.Header{"Accept": {"text/event-stream"}, "Cache-Control": {"no-cache"}}
+	if len(lastID) > 0 {
+		h.Set("Last-Event-ID", string(lastID))
+	}
+	resp, err := s.get(cctx, s.client, s.cfg.URL, h)
 	if err != nil {
 		return 0, lastID, 0, err
 	}
-	req.Header.Set("Accept", "text/event-stream")
-	req.Header.Set("Cache-Control", "no-cache")
-	if len(lastID) > 0 {
-		req.Header.Set("Last-Event-ID", string(lastID))
-	}
-	if s.token != "" {
-		req.Header.Set("Authorization", "Bearer "+string(s.token))
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		s.connectErrors.Inc(1)
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return 0, lastID, 0, fmt.Errorf("connecting: %w", err)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		s.connectErrors.Inc(1)
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return 0, lastID, 0, fmt.Errorf("server answered %s", resp.Status)
-	}
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "text/event-stream" {
 		s.connectErrors.Inc(1)
 		return 0, lastID, 0, fmt.Errorf("server answered Content-Type %q, not text/event-stream", resp.Header.Get("Content-Type"))
 	}
-	s.connects.Inc(1)
-	s.log.WithField("last_event_id", string(lastID)).Info("event stream connected")
-	defer s.disconnects.Inc(1)
+	defer s.connected("event stream connected", logrus.Fields{"last_event_id": string(lastID)})()
 
 	idle := &idleReader{r: resp.Body, d: s.cfg.IdleTimeout, t: time.AfterFunc(time.Hour, func() { cancel(errIdle) })}
 	idle.t.Stop()

@@ -187,7 +187,7 @@ func TestStreamBackfillOnReconnect(t *testing.T) {
 	}))
 	defer srv.Close()
 	cfg := testConfig()
-	cfg.Stream = StreamConfig{Enabled: true, URL: srv.URL + "/stream?a=1", MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond, IdleTimeout: time.Second, BackfillMinutes: 2}
+	cfg.Stream = StreamConfig{Enabled: true, ConnConfig: ConnConfig{URL: srv.URL + "/stream?a=1", MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond, IdleTimeout: time.Second}, BackfillMinutes: 2}
 	in := bareIngest(cfg)
 	s, err := newStreamSource(cfg.Stream, in)
 	if err != nil {
@@ -208,13 +208,18 @@ func TestStreamBackfillOnReconnect(t *testing.T) {
 	}
 }
 
-// TestJetstreamCompressRefused: compression needs Jetstream's dictionary.
-func TestJetstreamCompressRefused(t *testing.T) {
+// TestJetstreamCompressNeedsDictionary: compression needs the dictionary
+// the Jetstream server compresses with, named by its key.
+func TestJetstreamCompressNeedsDictionary(t *testing.T) {
 	cfg := testConfig()
 	cfg.Jetstream.Enabled, cfg.Jetstream.URL, cfg.Jetstream.Compress = true, "wss://example.com/subscribe", true
 	err := cfg.Validate()
-	if err == nil || !strings.Contains(err.Error(), "ingest.jetstream.compress") {
-		t.Fatalf("Validate: %v, want ingest.jetstream.compress refused", err)
+	if err == nil || !strings.Contains(err.Error(), "ingest.jetstream.zstd_dictionary") {
+		t.Fatalf("Validate: %v, want ingest.jetstream.zstd_dictionary required", err)
+	}
+	cfg.Jetstream.ZstdDictionary = "dict"
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("Validate with a dictionary: %v", err)
 	}
 	cfg.Jetstream.Compress, cfg.Jetstream.URL = false, "http://example.com/subscribe"
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "ingest.jetstream.url") {

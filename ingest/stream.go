@@ -5,69 +5,76 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"time"
 
+	"github.com/bendstream/bend/internal/activity"
 	"github.com/bendstream/bend/internal/metricnames"
 	"github.com/bendstream/bend/internal/ndjson"
 	metrics "github.com/rcrowley/go-metrics"
-	"github.com/sirupsen/logrus"
 )
 
 // errIdle ends a stream connection on which nothing arrived for
 // ingest.stream.idle_timeout.
 var errIdle = errors.New("no data for ingest.stream.idle_timeout")
 
+// StreamConfig is the "ingest.stream" section of config.yaml: a client that
+// GETs a long-lived, chunked NDJSON response and reconnects when it ends.
+type StreamConfig struct {
+	// Enabled runs the stream source. Default false.
+	Enabled bool `mapstructure:"enabled"`
+	// ConnConfig is the connection: keys ingest.stream.url (http or
+	// https), .token (BEND_INGEST_STREAM_TOKEN), .token_file,
+	// .min_backoff, .max_backoff, .idle_timeout.
+	ConnConfig `mapstructure:",squash"`
+	// BackfillMinutes, when positive, adds backfillMinutes=N to the query
+	// of every reconnection (not the first connection), so that a
+	// PowerTrack-style server replays the N minutes before it (duplicates
+	// included); 1 to 5 for PowerTrack. 0 turns it off. Default 0.
+	BackfillMinutes int `mapstructure:"backfill_minutes"`
+	// FormatConfig is how the events are read: keys ingest.stream.format,
+	// ingest.stream.fields.*, ingest.stream.non_activity, ingest.stream.non_activity_topic.
+	activity.FormatConfig `mapstructure:",squash"`
+}
+
+func defaultStreamConfig() StreamConfig {
+	return StreamConfig{ConnConfig: defaultConnConfig(), FormatConfig: activity.DefaultFormatConfig()}
+}
+
+func (c StreamConfig) validate() error {
+	errs := c.ConnConfig.validate("ingest.stream", "http", "https")
+	if c.BackfillMinutes < 0 {
+		errs = append(errs, fmt.Errorf("ingest.stream.backfill_minutes: must not be negative, got %d", c.BackfillMinutes))
+	}
+	errs = append(errs, c.FormatConfig.Validate("ingest.stream"))
+	return errors.Join(errs...)
+}
+
 // streamSource reads a long-lived NDJSON response (chunked, or HTTP/2) and
 // reconnects whenever it ends. While ingest's buffer is full it stops
 // reading, so the server sees TCP backpressure. Events sent while it is
 // disconnected are the server's business: a firehose has no replay.
 type streamSource struct {
+	*conn
 	check  *checker
 	cfg    StreamConfig
-	token  Secret
-	where  string // the URL without credentials or query, for logs
 	client *http.Client
-	log    logrus.FieldLogger
 	m      *sourceMetrics
-
-	connects, disconnects, reconnects, connectErrors metrics.Counter
 }
 
 func newStreamSource(cfg StreamConfig, in *Ingest) (*streamSource, error) {
-	tok, err := readToken(cfg.Token, cfg.TokenFile, "ingest.stream.token_file")
+	c, err := in.newConn("stream", cfg.ConnConfig, connNames{metricnames.IngestStreamConnects,
+		metricnames.IngestStreamDisconn, metricnames.IngestStreamReconn, metricnames.IngestStreamConnErrs})
 	if err != nil {
 		return nil, err
 	}
-	u, err := url.Parse(cfg.URL)
-	if err != nil {
-		return nil, fmt.Errorf("ingest.stream.url: %w", err)
-	}
-	where := u.Scheme + "://" + u.Host + u.Path
 	chk, err := in.formatChecker(cfg.FormatConfig, "ingest.stream", "stream")
 	if err != nil {
 		return nil, err
 	}
-	reg := in.reg
-	return &streamSource{cfg: cfg, token: tok, where: where, check: chk,
-		client: &http.Client{Transport: &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			TLSHandshakeTimeout:   10 * time.Second,
-			ResponseHeaderTimeout: cfg.IdleTimeout,
-			ForceAttemptHTTP2:     true,
-		}},
-		log:           in.log.WithFields(logrus.Fields{"source": "stream", "url": where}),
-		m:             in.sourceMetrics("stream"),
-		connects:      metrics.GetOrRegisterCounter(metricnames.IngestStreamConnects, reg),
-		disconnects:   metrics.GetOrRegisterCounter(metricnames.IngestStreamDisconn, reg),
-		reconnects:    metrics.GetOrRegisterCounter(metricnames.IngestStreamReconn, reg),
-		connectErrors: metrics.GetOrRegisterCounter(metricnames.IngestStreamConnErrs, reg),
-	}, nil
+	return &streamSource{conn: c, cfg: cfg, check: chk, client: c.httpClient(), m: in.sourceMetrics("stream")}, nil
 }
 
 func (s *streamSource) Name() string { return "stream" }
@@ -87,16 +94,9 @@ func (s *streamSource) Run(ctx context.Context, in *Ingest) error {
 		if lines > 0 {
 			attempt = 0 // the server was healthy: start over from min_backoff
 		}
-		wait := backoff(attempt, s.cfg.MinBackoff, s.cfg.MaxBackoff, rand.Float64())
-		s.log.WithError(err).WithField("retry_in", wait.Round(time.Millisecond)).Warn("stream ended; reconnecting")
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if !s.pause(ctx, attempt, s.cfg.MinBackoff, s.cfg.MaxBackoff, "stream ended; reconnecting", err) {
 			return nil
 		}
-		s.reconnects.Inc(1)
 	}
 }
 
@@ -105,32 +105,12 @@ func (s *streamSource) Run(ctx context.Context, in *Ingest) error {
 func (s *streamSource) session(ctx context.Context, f *feeder, u string) (lines int, err error) {
 	cctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	req, err := http.NewRequestWithContext(cctx, http.MethodGet, u, nil)
+	resp, err := s.get(cctx, s.client, u, http.Header{"Accept": {"application/x-ndjson"}})
 	if err != nil {
 		return 0, err
 	}
-	req.Header.Set("Accept", "application/x-ndjson")
-	if s.token != "" {
-		req.Header.Set("Authorization", "Bearer "+string(s.token))
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		s.connectErrors.Inc(1)
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // its message repeats the URL, query included
-		}
-		return 0, fmt.Errorf("connecting: %w", err)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		s.connectErrors.Inc(1)
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return 0, fmt.Errorf("server answered %s", resp.Status)
-	}
-	s.connects.Inc(1)
-	s.log.Info("stream connected")
-	defer s.disconnects.Inc(1)
+	defer s.connected("stream connected", nil)()
 
 	idle := &idleReader{r: resp.Body, d: s.cfg.IdleTimeout, t: time.AfterFunc(time.Hour, func() { cancel(errIdle) })}
 	idle.t.Stop()
@@ -164,19 +144,6 @@ func (s *streamSource) streamURL(reconnect bool) string {
 	q.Set("backfillMinutes", strconv.Itoa(s.cfg.BackfillMinutes))
 	u.RawQuery = q.Encode()
 	return u.String()
-}
-
-// backoff returns the wait before reconnection attempt number attempt
-// (from 0): lo doubled attempt times, capped at hi, times a jitter factor
-// 0.5+u/2 for u in [0, 1), so that clients cut off together do not come
-// back together.
-func backoff(attempt int, lo, hi time.Duration, u float64) time.Duration {
-	d := lo
-	for i := 0; i < attempt && d < hi; i++ {
-		d *= 2
-	}
-	d = min(d, hi)
-	return time.Duration(float64(d) * (0.5 + u/2))
 }
 
 // idleReader fails a Read that waits longer than d for data, by firing t,

@@ -50,8 +50,7 @@ func TestStreamEndToEnd(t *testing.T) {
 	defer srv.Close()
 
 	cfg := testConfig()
-	cfg.Stream = StreamConfig{Enabled: true, URL: srv.URL + "/stream?token=not-logged", Token: "tok",
-		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, IdleTimeout: time.Minute}
+	cfg.Stream = StreamConfig{Enabled: true, ConnConfig: ConnConfig{URL: srv.URL + "/stream?token=not-logged", Token: "tok", MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, IdleTimeout: time.Minute}}
 	h := start(t, cfg, kafkatest.Brokers(t))
 	eventually(t, 30*time.Second, "1000 events published", func() bool { return h.counter("ingest.stream.published") >= 1000 })
 	eventually(t, 10*time.Second, "the dead letter", func() bool { return h.counter("ingest.dead_letters") == 1 })
@@ -91,7 +90,7 @@ func TestStreamIdleTimeout(t *testing.T) {
 	}))
 	defer srv.Close()
 	cfg := testConfig()
-	cfg.Stream = StreamConfig{Enabled: true, URL: srv.URL, MinBackoff: 10 * time.Millisecond, MaxBackoff: 10 * time.Millisecond, IdleTimeout: 200 * time.Millisecond}
+	cfg.Stream = StreamConfig{Enabled: true, ConnConfig: ConnConfig{URL: srv.URL, MinBackoff: 10 * time.Millisecond, MaxBackoff: 10 * time.Millisecond, IdleTimeout: 200 * time.Millisecond}}
 	h := start(t, cfg, kafkatest.Brokers(t))
 	eventually(t, 20*time.Second, "a reconnection after the idle timeout and 20 events", func() bool {
 		return h.counter("ingest.stream.published") == 20 && h.counter("ingest.stream.reconnects") >= 1
@@ -114,7 +113,7 @@ func TestStreamFromFirehose(t *testing.T) {
 	defer srv.Close()
 
 	cfg := testConfig()
-	cfg.Stream = StreamConfig{Enabled: true, URL: srv.URL, Token: "tok", MinBackoff: time.Second, MaxBackoff: time.Second, IdleTimeout: time.Minute}
+	cfg.Stream = StreamConfig{Enabled: true, ConnConfig: ConnConfig{URL: srv.URL, Token: "tok", MinBackoff: time.Second, MaxBackoff: time.Second, IdleTimeout: time.Minute}}
 	h := start(t, cfg, kafkatest.Brokers(t))
 	eventually(t, 30*time.Second, "one whole stream published", func() bool { return h.counter("ingest.stream.published") >= 2000 })
 	h.stop(t)
@@ -154,7 +153,7 @@ func TestBackoff(t *testing.T) {
 
 func TestStreamURLQueryNotInErrors(t *testing.T) {
 	cfg := testConfig()
-	cfg.Stream = StreamConfig{Enabled: true, URL: "http://127.0.0.1:1/s?token=secret-in-query", MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond, IdleTimeout: time.Second}
+	cfg.Stream = StreamConfig{Enabled: true, ConnConfig: ConnConfig{URL: "http://127.0.0.1:1/s?token=secret-in-query", MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond, IdleTimeout: time.Second}}
 	reg := metrics.NewRegistry()
 	in := &Ingest{cfg: cfg, log: testLog(), reg: reg, meters: &meters{reg: reg}}
 	s, err := newStreamSource(cfg.Stream, in)

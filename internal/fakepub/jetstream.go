@@ -6,9 +6,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/klauspost/compress/zstd"
 )
 
 // Jetstream is a fake Jetstream instance: GET /subscribe upgrades to a
@@ -18,12 +20,19 @@ import (
 // wantedDids (repeated), cursor (replay from the first event whose time_us
 // is at least it, or from the oldest event of the replay window if it is
 // older; none, or one in the future, starts at the live stream) and
-// maxMessageSizeBytes (larger events are skipped). compress=true is refused.
+// maxMessageSizeBytes (larger events are skipped) and compress=true (each
+// event a binary message, one zstd frame compressed with Dictionary, as
+// Jetstream compresses with the dictionary it publishes).
 // Event i is a create of app.bsky.feed.post, or of app.bsky.feed.like
 // when i%4 == 3, by one of 50 DIDs.
 type Jetstream struct {
 	*server
 	base int64 // time_us of event 0
+
+	dictOnce sync.Once
+	dict     []byte
+	enc      *zstd.Encoder // compresses with dict; EncodeAll is safe for concurrent use
+	dictErr  error
 }
 
 // NewJetstream starts a fake Jetstream; its clock starts now.
@@ -100,9 +109,12 @@ func wanted(i int, collections, dids []string) bool {
 
 func (j *Jetstream) subscribe(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	if q.Get("compress") == "true" {
-		badRequest(w, "compress is not supported by this fake")
-		return
+	compress := q.Get("compress") == "true"
+	if compress {
+		if _, err := j.Dictionary(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
 	}
 	maxSize := int64(0)
 	if v := q.Get("maxMessageSizeBytes"); v != "" {
@@ -147,11 +159,39 @@ func (j *Jetstream) subscribe(w http.ResponseWriter, r *http.Request) {
 		if maxSize > 0 && int64(len(ev)) > maxSize {
 			return nil
 		}
-		if err := conn.Write(ctx, websocket.MessageText, ev); err != nil {
+		typ := websocket.MessageText
+		if compress {
+			typ, ev = websocket.MessageBinary, j.enc.EncodeAll(ev, nil)
+		}
+		if err := conn.Write(ctx, typ, ev); err != nil {
 			return err
 		}
 		j.sent(id, i)
 		return nil
 	}, nil)
 	conn.Close(websocket.StatusGoingAway, "")
+}
+
+// Dictionary is the zstd dictionary (zstd's dictionary format, id 1) the
+// fake compresses with when a client asks for compress=true, built once
+// from its own first events, as Jetstream's is trained on real ones.
+// Safe for concurrent use.
+func (j *Jetstream) Dictionary() ([]byte, error) {
+	j.dictOnce.Do(func() {
+		var samples [][]byte
+		var history []byte
+		for i := range 64 {
+			ev := j.Event(i)
+			samples = append(samples, ev)
+			if i < 16 {
+				history = append(history, ev...)
+			}
+		}
+		j.dict, j.dictErr = zstd.BuildDict(zstd.BuildDictOptions{ID: 1, Contents: samples, History: history, Offsets: [3]int{1, 4, 8}})
+		if j.dictErr != nil {
+			return
+		}
+		j.enc, j.dictErr = zstd.NewWriter(nil, zstd.WithEncoderDict(j.dict), zstd.WithEncoderConcurrency(1))
+	})
+	return j.dict, j.dictErr
 }

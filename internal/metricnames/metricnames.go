@@ -37,6 +37,21 @@ const (
 	IngestStreamDisconn   = "ingest.stream.disconnects"
 	IngestStreamReconn    = "ingest.stream.reconnects"
 	IngestStreamConnErrs  = "ingest.stream.connect_errors"
+	// The jetstream source's connections, resumes and messages.
+	IngestJetstreamConnects   = "ingest.jetstream.connects"
+	IngestJetstreamDisconn    = "ingest.jetstream.disconnects"
+	IngestJetstreamReconn     = "ingest.jetstream.reconnects"
+	IngestJetstreamConnErrs   = "ingest.jetstream.connect_errors"
+	IngestJetstreamDuplicates = "ingest.jetstream.duplicates"
+	IngestJetstreamGaps       = "ingest.jetstream.gaps"
+	// The sse source's connections, resumes and skipped event types.
+	IngestSSEConnects     = "ingest.sse.connects"
+	IngestSSEDisconn      = "ingest.sse.disconnects"
+	IngestSSEReconn       = "ingest.sse.reconnects"
+	IngestSSEConnErrs     = "ingest.sse.connect_errors"
+	IngestSSEDuplicates   = "ingest.sse.duplicates"
+	IngestSSEGaps         = "ingest.sse.gaps"
+	IngestSSESkipped      = "ingest.sse.skipped"
 	IngestHTTPRequests    = "ingest.http.requests"
 	IngestHTTPThrottled   = "ingest.http.throttled"
 	IngestHTTPUnauth      = "ingest.http.unauthorized"
@@ -212,19 +227,19 @@ func Table() []Entry {
 		{IngestStreamDisconn, Counter, "Open streams that ended (EOF, error, idle timeout)."},
 		{IngestStreamReconn, Counter, "Stream connection attempts after the first."},
 		{IngestStreamConnErrs, Counter, "Stream connection attempts that failed (network error or non-200)."},
-		{"ingest.jetstream.connects", Counter, "Jetstream WebSocket connections opened."},
-		{"ingest.jetstream.disconnects", Counter, "Open Jetstream WebSocket connections that ended."},
-		{"ingest.jetstream.reconnects", Counter, "Jetstream WebSocket connection attempts after the first."},
-		{"ingest.jetstream.connect_errors", Counter, "Jetstream WebSocket connection attempts that failed."},
-		{"ingest.jetstream.duplicates", Counter, "Jetstream WebSocket events dropped as read twice (the resume overlap)."},
-		{"ingest.jetstream.gaps", Counter, "Jetstream WebSocket resumes that found the publisher's replay window exceeded."},
-		{"ingest.sse.connects", Counter, "Server-Sent Events connections opened."},
-		{"ingest.sse.disconnects", Counter, "Open Server-Sent Events connections that ended."},
-		{"ingest.sse.reconnects", Counter, "Server-Sent Events connection attempts after the first."},
-		{"ingest.sse.connect_errors", Counter, "Server-Sent Events connection attempts that failed."},
-		{"ingest.sse.duplicates", Counter, "Server-Sent Events events dropped as read twice (the resume overlap)."},
-		{"ingest.sse.gaps", Counter, "Server-Sent Events resumes that found the publisher's replay window exceeded."},
-		{"ingest.sse.skipped", Counter, "Server-Sent Events of types not in ingest.sse.events, dropped."},
+		{IngestJetstreamConnects, Counter, "Jetstream WebSocket connections opened."},
+		{IngestJetstreamDisconn, Counter, "Open Jetstream WebSocket connections that ended."},
+		{IngestJetstreamReconn, Counter, "Jetstream WebSocket connection attempts after the first."},
+		{IngestJetstreamConnErrs, Counter, "Jetstream WebSocket connection attempts that failed."},
+		{IngestJetstreamDuplicates, Counter, "Jetstream WebSocket events dropped as read twice (the resume overlap)."},
+		{IngestJetstreamGaps, Counter, "Jetstream WebSocket resumes that found the publisher's replay window exceeded."},
+		{IngestSSEConnects, Counter, "Server-Sent Events connections opened."},
+		{IngestSSEDisconn, Counter, "Open Server-Sent Events connections that ended."},
+		{IngestSSEReconn, Counter, "Server-Sent Events connection attempts after the first."},
+		{IngestSSEConnErrs, Counter, "Server-Sent Events connection attempts that failed."},
+		{IngestSSEDuplicates, Counter, "Server-Sent Events events dropped as read twice (the resume overlap)."},
+		{IngestSSEGaps, Counter, "Server-Sent Events resumes that found the publisher's replay window exceeded."},
+		{IngestSSESkipped, Counter, "Server-Sent Events of types not in ingest.sse.events, dropped."},
 		{IngestHTTPRequests, Meter, "Requests received by the HTTP receiver."},
 		{IngestHTTPThrottled, Counter, "HTTP receiver answers 503 (saturated, or Kafka too slow to acknowledge)."},
 		{IngestHTTPUnauth, Counter, "HTTP receiver answers 401."},
