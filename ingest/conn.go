@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bendstream/bend/internal/activity"
 	metrics "github.com/rcrowley/go-metrics"
 	"github.com/sirupsen/logrus"
 )
@@ -80,19 +81,21 @@ func (c ConnConfig) validate(prefix string, schemes ...string) []error {
 type connNames struct{ connects, disconnects, reconnects, connectErrors string }
 
 // conn is what a dialling source shares with the others: its settings,
-// token, log and connection metrics. A source uses it from its one Run
-// goroutine.
+// token, log, format checker and metrics. A source uses it from its one
+// Run goroutine.
 type conn struct {
 	cfg   ConnConfig
 	token Secret
 	log   logrus.FieldLogger
+	check *checker
+	m     *sourceMetrics
 
 	connects, disconnects, reconnects, connectErrors metrics.Counter
 }
 
-// newConn reads the token and builds the connection state of the source
-// whose section is ingest.<source>.
-func (in *Ingest) newConn(source string, cfg ConnConfig, names connNames) (*conn, error) {
+// newConn reads the token and builds the connection state and checker
+// (of format fc) of the source whose section is ingest.<source>.
+func (in *Ingest) newConn(source string, cfg ConnConfig, fc activity.FormatConfig, names connNames) (*conn, error) {
 	tok, err := readToken(cfg.Token, cfg.TokenFile, "ingest."+source+".token_file")
 	if err != nil {
 		return nil, err
@@ -101,15 +104,24 @@ func (in *Ingest) newConn(source string, cfg ConnConfig, names connNames) (*conn
 	if err != nil {
 		return nil, fmt.Errorf("ingest.%s.url: %w", source, err)
 	}
+	chk, err := in.formatChecker(fc, "ingest."+source, source)
+	if err != nil {
+		return nil, err
+	}
 	// The URL without credentials or query, for logs.
 	where := u.Scheme + "://" + u.Host + u.Path
-	return &conn{cfg: cfg, token: tok,
+	return &conn{cfg: cfg, token: tok, check: chk, m: in.sourceMetrics(source),
 		log:           in.log.WithFields(logrus.Fields{"source": source, "url": where}),
 		connects:      metrics.GetOrRegisterCounter(names.connects, in.reg),
 		disconnects:   metrics.GetOrRegisterCounter(names.disconnects, in.reg),
 		reconnects:    metrics.GetOrRegisterCounter(names.reconnects, in.reg),
 		connectErrors: metrics.GetOrRegisterCounter(names.connectErrors, in.reg),
 	}, nil
+}
+
+// feeder is the feeder of the source's events into in.
+func (c *conn) feeder(in *Ingest) *feeder {
+	return &feeder{in: in, m: c.m, log: c.log, check: c.check}
 }
 
 // authorize adds the bearer token, if any, to h.

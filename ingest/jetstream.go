@@ -123,27 +123,20 @@ const zstdSlack = 4096
 // full it stops reading, so the server sees TCP backpressure.
 type jetstreamSource struct {
 	*conn
-	cfg   JetstreamConfig
-	check *checker
-	m     *sourceMetrics
-	res   *resumer
+	cfg JetstreamConfig
+	res *resumer
 	// zstd decodes compressed messages (nil unless compress is on), at most
 	// max_message_bytes each.
 	zstd *zstd.Decoder
 }
 
 func newJetstreamSource(cfg JetstreamConfig, in *Ingest) (*jetstreamSource, error) {
-	c, err := in.newConn("jetstream", cfg.ConnConfig, connNames{metricnames.IngestJetstreamConnects,
+	c, err := in.newConn("jetstream", cfg.ConnConfig, cfg.FormatConfig, connNames{metricnames.IngestJetstreamConnects,
 		metricnames.IngestJetstreamDisconn, metricnames.IngestJetstreamReconn, metricnames.IngestJetstreamConnErrs})
 	if err != nil {
 		return nil, err
 	}
-	chk, err := in.formatChecker(cfg.FormatConfig, "ingest.jetstream", "jetstream")
-	if err != nil {
-		return nil, err
-	}
-	s := &jetstreamSource{conn: c, cfg: cfg, check: chk,
-		m:   in.sourceMetrics("jetstream"),
+	s := &jetstreamSource{conn: c, cfg: cfg,
 		res: in.newResumer(cfg.ResumeConfig, c.log, metricnames.IngestJetstreamDuplicates, metricnames.IngestJetstreamGaps),
 	}
 	if cfg.Compress {
@@ -213,7 +206,7 @@ func (s *jetstreamSource) Run(ctx context.Context, in *Ingest) error {
 		}
 		cursor, need = max(1, us-s.cfg.Rewind.Microseconds()), us
 	}
-	f := &feeder{in: in, m: s.m, log: s.log, check: s.check}
+	f := s.feeder(in)
 	for attempt := 0; ; attempt++ {
 		read, last, err := s.session(ctx, f, cursor, need)
 		if ctx.Err() != nil {

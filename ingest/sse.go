@@ -69,25 +69,18 @@ func (c SSEConfig) validate() error {
 type sseSource struct {
 	*conn
 	cfg     SSEConfig
-	check   *checker
 	client  *http.Client
-	m       *sourceMetrics
 	res     *resumer
 	skipped metrics.Counter
 }
 
 func newSSESource(cfg SSEConfig, in *Ingest) (*sseSource, error) {
-	c, err := in.newConn("sse", cfg.ConnConfig, connNames{metricnames.IngestSSEConnects,
+	c, err := in.newConn("sse", cfg.ConnConfig, cfg.FormatConfig, connNames{metricnames.IngestSSEConnects,
 		metricnames.IngestSSEDisconn, metricnames.IngestSSEReconn, metricnames.IngestSSEConnErrs})
 	if err != nil {
 		return nil, err
 	}
-	chk, err := in.formatChecker(cfg.FormatConfig, "ingest.sse", "sse")
-	if err != nil {
-		return nil, err
-	}
-	return &sseSource{conn: c, cfg: cfg, check: chk, client: c.httpClient(),
-		m:       in.sourceMetrics("sse"),
+	return &sseSource{conn: c, cfg: cfg, client: c.httpClient(),
 		res:     in.newResumer(cfg.ResumeConfig, c.log, metricnames.IngestSSEDuplicates, metricnames.IngestSSEGaps),
 		skipped: metrics.GetOrRegisterCounter(metricnames.IngestSSESkipped, in.reg),
 	}, nil
@@ -110,7 +103,7 @@ func (s *sseSource) Run(ctx context.Context, in *Ingest) error {
 	} else if c != nil {
 		last, resumed = c, true
 	}
-	f := &feeder{in: in, m: s.m, log: s.log, check: s.check}
+	f := s.feeder(in)
 	var retry time.Duration // the server's retry:, 0 until it sends one
 	for attempt := 0; ; attempt++ {
 		read, id, r, err := s.session(ctx, f, last, resumed)

@@ -58,23 +58,17 @@ func (c StreamConfig) validate() error {
 // disconnected are the server's business: a firehose has no replay.
 type streamSource struct {
 	*conn
-	check  *checker
 	cfg    StreamConfig
 	client *http.Client
-	m      *sourceMetrics
 }
 
 func newStreamSource(cfg StreamConfig, in *Ingest) (*streamSource, error) {
-	c, err := in.newConn("stream", cfg.ConnConfig, connNames{metricnames.IngestStreamConnects,
+	c, err := in.newConn("stream", cfg.ConnConfig, cfg.FormatConfig, connNames{metricnames.IngestStreamConnects,
 		metricnames.IngestStreamDisconn, metricnames.IngestStreamReconn, metricnames.IngestStreamConnErrs})
 	if err != nil {
 		return nil, err
 	}
-	chk, err := in.formatChecker(cfg.FormatConfig, "ingest.stream", "stream")
-	if err != nil {
-		return nil, err
-	}
-	return &streamSource{conn: c, cfg: cfg, check: chk, client: c.httpClient(), m: in.sourceMetrics("stream")}, nil
+	return &streamSource{conn: c, cfg: cfg, client: c.httpClient()}, nil
 }
 
 func (s *streamSource) Name() string { return "stream" }
@@ -83,7 +77,7 @@ func (s *streamSource) Name() string { return "stream" }
 // returns nil then. It never gives up on the server.
 func (s *streamSource) Run(ctx context.Context, in *Ingest) error {
 	defer s.client.CloseIdleConnections()
-	f := &feeder{in: in, m: s.m, log: s.log, check: s.check}
+	f := s.feeder(in)
 	connected := false
 	for attempt := 0; ; attempt++ {
 		lines, err := s.session(ctx, f, s.streamURL(attempt > 0 || connected))
