@@ -1,6 +1,7 @@
 package activity
 
 import (
+	"html"
 	"slices"
 	"strings"
 	"time"
@@ -76,6 +77,7 @@ var presets = map[string]preset{
 			Lang:      []string{"data.lang", "lang"},
 		},
 		classify: classifyTwitterV2,
+		finish:   finishTwitterV2,
 		split:    splitTwitterV2,
 	},
 	// Bluesky Jetstream: the id of a record is its AT URI.
@@ -384,11 +386,76 @@ func classifyReddit(r gjson.Result) (string, string) {
 	return "", ""
 }
 
-// finishReddit adds the url of a link post; a self post's url is the post
-// itself.
+// finishReddit adds the url of a link post (a self post's url is the post
+// itself) and the links of the text: the hrefs of selftext_html (a post)
+// or body_html (a comment), the rendered markdown, which Reddit sends
+// entity-escaped.
 func finishReddit(r gjson.Result, f *Fields) {
 	if u := r.Get("url").Str; u != "" && !r.Get("is_self").Bool() && !slices.Contains(f.Links, u) {
 		f.Links = append(f.Links, u)
+	}
+	for _, k := range []string{"selftext_html", "body_html"} {
+		h := r.Get(k)
+		if h.Type != gjson.String || h.Str == "" {
+			continue
+		}
+		_, hrefs := stripHTML(html.UnescapeString(h.Str))
+		for _, u := range hrefs {
+			if len(f.Links) < MaxLinks && !slices.Contains(f.Links, u) {
+				f.Links = append(f.Links, u)
+			}
+		}
+	}
+}
+
+// finishTwitterV2 reads a retweet from the post it retweets: in v2 a
+// retweet's own text is "RT @user: " and the start of the original, cut
+// short, and its entities are the cut text's; the original, with
+// expansions=referenced_tweets.id, is in includes.tweets (its note_tweet
+// when it is long). A retweet without the expansion keeps its own text.
+func finishTwitterV2(root gjson.Result, f *Fields) {
+	data := root.Get("data")
+	if !data.IsObject() {
+		return
+	}
+	var rt string
+	data.Get("referenced_tweets").ForEach(func(_, ref gjson.Result) bool {
+		if ref.Get("type").Str == "retweeted" {
+			rt = str(ref.Get("id"))
+			return false
+		}
+		return true
+	})
+	if rt == "" {
+		return
+	}
+	var orig gjson.Result
+	root.Get("includes.tweets").ForEach(func(_, t gjson.Result) bool {
+		if str(t.Get("id")) == rt {
+			orig = t
+			return false
+		}
+		return true
+	})
+	if !orig.Exists() {
+		return
+	}
+	if t := orig.Get("note_tweet.text"); t.Type == gjson.String && t.Str != "" {
+		f.Text = t.Str
+	} else if t := orig.Get("text"); t.Type == gjson.String && t.Str != "" {
+		f.Text = t.Str
+	}
+	for _, p := range []string{"entities.urls", "note_tweet.entities.urls"} {
+		orig.Get(p).ForEach(func(_, u gjson.Result) bool {
+			link := u.Get("unwound_url").Str
+			if link == "" {
+				link = u.Get("expanded_url").Str
+			}
+			if link != "" && len(f.Links) < MaxLinks && !slices.Contains(f.Links, link) {
+				f.Links = append(f.Links, link)
+			}
+			return true
+		})
 	}
 }
 
