@@ -1,6 +1,7 @@
 // Package fakepub runs local publishers that speak real firehose protocols,
 // for tests and trials: a Bluesky Jetstream instance (WebSocket, cursor in
-// time_us, wantedCollections/wantedDids filters) and a Server-Sent Events
+// time_us, wantedCollections/wantedDids filters, zstd compression with a
+// dictionary of its own) and a Server-Sent Events
 // stream in the shape of Wikimedia EventStreams (Last-Event-ID). Each
 // publishes a fixed number of numbered events at a steady rate from the
 // moment it starts, keeps a bounded replay window of the newest ones, and

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/klauspost/compress/zstd"
 )
 
 // TestJetstreamReplayAndFilter: a cursor replays from the event at it, a
@@ -112,5 +113,38 @@ func TestSSELastEventID(t *testing.T) {
 	}
 	if next != 300 {
 		t.Fatalf("read up to event %d of 300: %v", next, sc.Err())
+	}
+}
+
+// TestJetstreamCompress: with compress=true every event is a binary
+// message, one zstd frame that decodes, with Dictionary, to the event.
+func TestJetstreamCompress(t *testing.T) {
+	j := NewJetstream(Config{Events: 50, Rate: 5000, Window: 50})
+	defer j.Close()
+	dict, err := j.Dictionary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderDicts(dict))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, j.URL()+"?compress=true&cursor="+strconv.FormatInt(j.TimeUS(0), 10), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	for i := range 50 {
+		typ, msg, err := c.Read(ctx)
+		if err != nil {
+			t.Fatalf("event %d: %v", i, err)
+		}
+		got, err := dec.DecodeAll(msg, nil)
+		if typ != websocket.MessageBinary || err != nil || string(got) != string(j.Event(i)) {
+			t.Fatalf("event %d: type %v, %v, decoded %.80q, want %.80q", i, typ, err, got, j.Event(i))
+		}
 	}
 }
