@@ -130,18 +130,20 @@ func TestRetryOfFencedJobIsDropped(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reg := metrics.NewRegistry()
-			work := enrich.NewQueue(4)
+			work := enrich.NewQueue(4, []enrich.Resolved{{Spec: enrich.Spec{Name: "x", Required: true}}}, nil)
 			dq, err := delayqueue.New[*job](delayqueue.DefaultConfig())
 			if err != nil {
 				t.Fatal(err)
 			}
-			d := &Distributor{work: work, dq: dq, reg: reg, queued: make([]atomic.Int64, 1),
+			d := &Distributor{work: work, dq: dq, reg: reg,
 				retriesDropped: metrics.GetOrRegisterCounter("distributor.retries_dropped", reg)}
 			j := &job{cs: &claimState{fenced: tc.fenced}, sealed: tc.sealed}
 			task := &enrich.Task{Attempt: 1}
-			d.retry(j, task, enrich.Spec{Backoff: time.Millisecond}, make(chan struct{}))
-			time.Sleep(50 * time.Millisecond)
-			if got := len(work); got != tc.wantQueued {
+			d.retry(context.Background(), j, task, enrich.Spec{Backoff: time.Millisecond, Required: true})
+			eventually(t, 10*time.Second, "the retry queued or dropped", func() bool {
+				return int64(work.Len())+d.retriesDropped.Count() == 1
+			})
+			if got := work.Len(); got != tc.wantQueued {
 				t.Errorf("queued retries = %d, want %d", got, tc.wantQueued)
 			}
 			if got, want := d.retriesDropped.Count(), int64(1-tc.wantQueued); got != want {
