@@ -41,7 +41,7 @@
 //	                          gauges per owned partition: lag, next offset to commit,
 //	                          records between read and watermark, fetched records buffered
 //	delayqueue.*              gauges of the delay queue (len, in_use, cap, waiters, blocked_put_ns, misuse)
-//	enrich.queue.*, enrich.NAME.queue_*, enrich.NAME.queued: the task queue's
+//	enrich.queue.*, enrich.NAME.lane_*, enrich.NAME.queued: the task queue's
 //	                          gauges, registered by enrich.NewQueue
 package distributor
 

@@ -44,8 +44,8 @@ var errQuit = errors.New("enrich: worker told to stop")
 // Methods are safe for concurrent use. Metrics (per enricher NAME, beside
 // the totals enrich.queue.depth and enrich.queue.cap):
 //
-//	enrich.NAME.queue_depth  gauge of NAME's tasks waiting in its lane
-//	enrich.NAME.queue_cap    gauge of its lane's capacity
+//	enrich.NAME.lane_depth  gauge of NAME's tasks waiting in its lane
+//	enrich.NAME.lane_cap    gauge of its lane's capacity
 //	enrich.NAME.queued       gauge of NAME's tasks waiting, taken and not finished,
 //	                         or blocked in Push (for a required enricher: activities it holds)
 //	enrich.NAME.overloaded   counter of optional tasks dropped unrun: their lane was full
