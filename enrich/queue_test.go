@@ -440,3 +440,31 @@ func TestRemoteLeaseScheduling(t *testing.T) {
 		t.Errorf("enrich.stats.queued = %d after the results, want 1 (one waiting)", got)
 	}
 }
+
+// TestLaneSizes: a lane holds its enricher's own queue_size, or an equal
+// share of the total between the enrichers that queue every task; an
+// inline enricher's lane (retries only) gets a share without taking one.
+func TestLaneSizes(t *testing.T) {
+	ens, err := Config{Enrichers: []Spec{
+		{Name: "stats"}, // optional, instant: inline
+		{Name: "a", Type: "noop", Required: true},
+		{Name: "b", Type: "noop", Required: true, QueueSize: 7},
+		{Name: "c", Type: "noop", Required: true},
+	}}.Build(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := metrics.NewRegistry()
+	NewQueue(100, ens, reg)
+	for _, tc := range []struct {
+		name string
+		want int64
+	}{{"stats", 50}, {"a", 50}, {"b", 7}, {"c", 50}} {
+		if got := reg.Get("enrich." + tc.name + ".lane_cap").(metrics.Gauge).Value(); got != tc.want {
+			t.Errorf("enrich.%s.lane_cap = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	if got := reg.Get("enrich.queue.cap").(metrics.Gauge).Value(); got != 157 {
+		t.Errorf("enrich.queue.cap = %d, want 157", got)
+	}
+}
