@@ -491,13 +491,13 @@ func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.Cons
 				continue
 			}
 			if report == nil {
-				report, stale = j.report(d, ctx), j.stale
+				report, stale = j.report(ctx, d), j.stale
 			}
 			report(&enrich.Task{Enricher: i, Activity: &j.fields, Attempt: 1, Report: report, Stale: stale}, res, err)
 			continue
 		}
 		if report == nil {
-			report, stale = j.report(d, ctx), j.stale
+			report, stale = j.report(ctx, d), j.stale
 		}
 		t := &enrich.Task{Enricher: i, Activity: &j.fields, Attempt: 1, Report: report, Stale: stale}
 		if !d.enrichers[i].Required {

@@ -71,7 +71,7 @@ func (j *job) settle(i int, res json.RawMessage) bool {
 // report returns the callback through which workers deliver the job's
 // enrichment attempts. ctx is the claim's: when it ends, pending retry
 // hand-offs give up.
-func (j *job) report(d *Distributor, ctx context.Context) func(*enrich.Task, json.RawMessage, error) {
+func (j *job) report(ctx context.Context, d *Distributor) func(*enrich.Task, json.RawMessage, error) {
 	return func(t *enrich.Task, res json.RawMessage, err error) {
 		// Not run: stale (nothing to record), or dropped before its
 		// attempt (overloaded, deadline): final, never retried.
