@@ -130,18 +130,20 @@ func TestRetryOfFencedJobIsDropped(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reg := metrics.NewRegistry()
-			work := enrich.NewQueue(4)
+			work := enrich.NewQueue(4, []enrich.Resolved{{Spec: enrich.Spec{Name: "x", Required: true}}}, nil)
 			dq, err := delayqueue.New[*job](delayqueue.DefaultConfig())
 			if err != nil {
 				t.Fatal(err)
 			}
-			d := &Distributor{work: work, dq: dq, reg: reg, queued: make([]atomic.Int64, 1),
+			d := &Distributor{work: work, dq: dq, reg: reg,
 				retriesDropped: metrics.GetOrRegisterCounter("distributor.retries_dropped", reg)}
 			j := &job{cs: &claimState{fenced: tc.fenced}, sealed: tc.sealed}
 			task := &enrich.Task{Attempt: 1}
-			d.retry(j, task, enrich.Spec{Backoff: time.Millisecond}, make(chan struct{}))
-			time.Sleep(50 * time.Millisecond)
-			if got := len(work); got != tc.wantQueued {
+			d.retry(context.Background(), j, task, enrich.Spec{Backoff: time.Millisecond, Required: true})
+			eventually(t, 10*time.Second, "the retry queued or dropped", func() bool {
+				return int64(work.Len())+d.retriesDropped.Count() == 1
+			})
+			if got := work.Len(); got != tc.wantQueued {
 				t.Errorf("queued retries = %d, want %d", got, tc.wantQueued)
 			}
 			if got, want := d.retriesDropped.Count(), int64(1-tc.wantQueued); got != want {
@@ -152,8 +154,9 @@ func TestRetryOfFencedJobIsDropped(t *testing.T) {
 }
 
 // TestStaleTasksAreNotRun puts a slow optional enricher beside stats: its
-// tasks for activities already emitted must be dropped unrun and counted,
-// and stats must be ok on every activity.
+// tasks for activities already emitted, or too near their deadline, or
+// pushed out of its full lane, must be dropped unrun and counted, and stats
+// must be ok on every activity.
 func TestStaleTasksAreNotRun(t *testing.T) {
 	brokers := kafkatest.Brokers(t)
 	topic := kafkatest.CreateTopic(t, brokers, 2)
@@ -187,8 +190,12 @@ func TestStaleTasksAreNotRun(t *testing.T) {
 	if err := p.shutdown(t); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	dropped := metrics.GetOrRegisterCounter("enrich.lookup.stale", p.reg).Count()
-	t.Logf("lookup ran %d times, %d dropped as stale, %d after their activity was emitted", ran.Load(), dropped, afterEmit.Load())
+	stale := metrics.GetOrRegisterCounter("enrich.lookup.stale", p.reg).Count()
+	deadline := metrics.GetOrRegisterCounter("enrich.lookup.deadline", p.reg).Count()
+	overloaded := metrics.GetOrRegisterCounter("enrich.lookup.overloaded", p.reg).Count()
+	dropped := stale + deadline + overloaded
+	t.Logf("lookup ran %d times; dropped unrun: %d stale, %d deadline, %d overloaded; %d after their activity was emitted",
+		ran.Load(), stale, deadline, overloaded, afterEmit.Load())
 	// A worker checks Stale just before it runs the task; an activity
 	// sealed between that check and the enricher's own look at the
 	// collector (a preempted goroutine on a loaded box) counts here
@@ -198,7 +205,10 @@ func TestStaleTasksAreNotRun(t *testing.T) {
 		t.Errorf("lookup ran %d times for activities already emitted, want at most %d (scheduling slack)", got, n/50)
 	}
 	if dropped < n/2 {
-		t.Errorf("enrich.lookup.stale = %d, want at least %d: the slow enricher's tasks for emitted activities are dropped", dropped, n/2)
+		t.Errorf("lookup tasks dropped unrun = %d, want at least %d: the slow enricher's tasks that cannot finish in time are dropped", dropped, n/2)
+	}
+	if got := ran.Load() + dropped; got != n {
+		t.Errorf("lookup tasks run or dropped = %d, want %d: each exactly once", got, n)
 	}
 	if got := metrics.GetOrRegisterCounter("enrich.stats.stale", p.reg).Count(); got != 0 {
 		t.Errorf("enrich.stats.stale = %d, want 0", got)

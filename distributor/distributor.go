@@ -32,10 +32,8 @@
 //	distributor.retries_dropped counter of retries not queued: claim fenced, activity
 //	                          emitted, or an optional enrichment's deadline would pass first
 //	distributor.overloaded    counter of optional enrichments not attempted: their
-//	                          enricher had its share of the task queue (emitted
+//	                          enricher's lane of the task queue was full (emitted
 //	                          missing, reason "overloaded")
-//	enrich.NAME.queued        gauge of NAME's tasks queued or running; for a
-//	                          required enricher, activities it holds
 //	distributor.lag           gauge: records between the commit watermarks and the log-end
 //	                          offsets of owned partitions (refreshed every distributor.lag_refresh)
 //	distributor.budget.{used,cap}  gauges: bytes of distributor.memory_budget taken by records in flight
@@ -43,7 +41,8 @@
 //	                          gauges per owned partition: lag, next offset to commit,
 //	                          records between read and watermark, fetched records buffered
 //	delayqueue.*              gauges of the delay queue (len, in_use, cap, waiters, blocked_put_ns, misuse)
-//	enrich.queue.{depth,cap}  gauges of the task queue
+//	enrich.queue.*, enrich.NAME.lane_*, enrich.NAME.queued: the task queue's
+//	                          gauges, registered by enrich.NewQueue
 package distributor
 
 import (
@@ -78,20 +77,16 @@ type Distributor struct {
 	// runs them at read time instead of queueing a task, so a slow
 	// enricher's tasks in the queue can never delay them.
 	inline []bool
-	// queued counts, per enricher, tasks queued or running (an attempt
-	// in flight); share is the bound for optional ones: the task queue's
-	// capacity split between the enrichers that use it. An optional
-	// task beyond its share is not queued: the enrichment is emitted
-	// missing, reason "overloaded". Required tasks are always queued
-	// (blocking), holding their activity.
-	queued []atomic.Int64
-	share  int64
-	work   enrich.Queue
-	dq     *delayqueue.Queue[*job]
-	log    logrus.FieldLogger
-	reg    metrics.Registry
-	delay  atomic.Int64 // distributor.delay, tunable at run time
-	ready  atomic.Bool  // a group session is running and intake is open
+	// work holds the queued tasks, one lane per enricher: required tasks
+	// are pushed (blocking while their lane is full, holding their
+	// activity), optional ones offered (a full lane drops its oldest:
+	// emitted missing, reason "overloaded").
+	work  *enrich.Queue
+	dq    *delayqueue.Queue[*job]
+	log   logrus.FieldLogger
+	reg   metrics.Registry
+	delay atomic.Int64 // distributor.delay, tunable at run time
+	ready atomic.Bool  // a group session is running and intake is open
 
 	claimsMu sync.Mutex
 	claims   map[*claimState]struct{}
@@ -115,10 +110,11 @@ type Distributor struct {
 }
 
 // New builds a distributor reading topics from brokers. Enrichment tasks go
-// to work, which the caller's workers (enrich.Pool, remote workers) drain;
+// to work (built with the same enrichers), which the caller's workers
+// (enrich.Pool, remote workers through enrich.Server) drain;
 // dq parks the activities. sc is the base sarama config.
 func New(cfg Config, brokers []string, sc *sarama.Config, topics []string, enrichers []enrich.Resolved,
-	work enrich.Queue, dq *delayqueue.Queue[*job], log logrus.FieldLogger, reg metrics.Registry) (*Distributor, error) {
+	work *enrich.Queue, dq *delayqueue.Queue[*job], log logrus.FieldLogger, reg metrics.Registry) (*Distributor, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -141,17 +137,9 @@ func New(cfg Config, brokers []string, sc *sarama.Config, topics []string, enric
 
 		retriesDropped: metrics.GetOrRegisterCounter(metricnames.DistributorRetriesDropped, reg),
 	}
-	d.queued = make([]atomic.Int64, len(enrichers))
-	nq := 0
-	for i, e := range enrichers {
-		d.inline = append(d.inline, !e.Required && enrich.Instant(e.Enricher))
-		if !d.inline[i] {
-			nq++
-		}
-		reg.GetOrRegister(metricnames.Enricher(e.Name, metricnames.EnricherQueued), metrics.NewFunctionalGauge(d.queued[i].Load))
+	for _, e := range enrichers {
+		d.inline = append(d.inline, e.Inline())
 	}
-	d.share = int64(cap(work)) / int64(max(nq, 1))
-	d.share = max(d.share, 1)
 	d.overloaded = metrics.GetOrRegisterCounter(metricnames.DistributorOverloaded, reg)
 	d.delay.Store(int64(cfg.Delay))
 	reg.GetOrRegister(metricnames.DistributorLag, metrics.NewFunctionalGauge(d.Lag))
@@ -161,8 +149,6 @@ func New(cfg Config, brokers []string, sc *sarama.Config, topics []string, enric
 	reg.GetOrRegister(metricnames.DelayQueueWaiters, metrics.NewFunctionalGauge(func() int64 { return int64(dq.Waiters()) }))
 	reg.GetOrRegister(metricnames.DelayQueueMisuse, metrics.NewFunctionalGauge(func() int64 { return dq.Stats().Misuse }))
 	reg.GetOrRegister(metricnames.DelayQueueBlockedPutNS, metrics.NewFunctionalGauge(func() int64 { return int64(dq.Stats().BlockedPut) }))
-	reg.GetOrRegister(metricnames.EnrichQueueDepth, metrics.NewFunctionalGauge(func() int64 { return int64(len(work)) }))
-	reg.GetOrRegister(metricnames.EnrichQueueCap, metrics.NewFunctionalGauge(func() int64 { return int64(cap(work)) }))
 	return d, nil
 }
 
@@ -491,7 +477,6 @@ func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.Cons
 		d.dq.Complete(it)
 		return nil
 	}
-	stop := ctx.Done()
 	// The callbacks are built only when a task is queued (or an inline
 	// attempt failed): with only inline enrichers a record costs no closure.
 	var report func(*enrich.Task, json.RawMessage, error)
@@ -506,25 +491,23 @@ func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.Cons
 				continue
 			}
 			if report == nil {
-				report, stale = j.report(d, stop), j.stale
+				report, stale = j.report(ctx, d), j.stale
 			}
 			report(&enrich.Task{Enricher: i, Activity: &j.fields, Attempt: 1, Report: report, Stale: stale}, res, err)
 			continue
 		}
 		if report == nil {
-			report, stale = j.report(d, stop), j.stale
+			report, stale = j.report(ctx, d), j.stale
 		}
 		t := &enrich.Task{Enricher: i, Activity: &j.fields, Attempt: 1, Report: report, Stale: stale}
-		if !d.enrichers[i].Required && d.queued[i].Load() >= d.share {
-			d.overloaded.Inc(1)
-			if j.overloaded(i) {
-				d.dq.Complete(it)
-			}
+		if !d.enrichers[i].Required {
+			// Offer never blocks: a full lane drops its oldest task,
+			// reported as overloaded.
+			t.Deadline = j.resultDeadline()
+			d.work.Offer(t)
 			continue
 		}
-		d.queued[i].Add(1)
 		if err := d.work.Push(ctx, t); err != nil {
-			d.queued[i].Add(-1)
 			// The job stays parked; its claim is ending, so it is
 			// abandoned and redelivered.
 			return err

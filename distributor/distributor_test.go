@@ -218,7 +218,7 @@ func startPipeline(t testing.TB, brokers []string, topic string, o pipeOpts, c *
 	if err != nil {
 		t.Fatalf("NewQueue: %v", err)
 	}
-	work := enrich.NewQueue(256)
+	work := enrich.NewQueue(256, o.enrichers, reg)
 	d, err := New(o.cfg, brokers, kafkatest.Config(), []string{topic}, o.enrichers, work, dq, testLog(), reg)
 	if err != nil {
 		t.Fatalf("New: %v", err)

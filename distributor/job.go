@@ -1,6 +1,7 @@
 package distributor
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -68,20 +69,28 @@ func (j *job) settle(i int, res json.RawMessage) bool {
 }
 
 // report returns the callback through which workers deliver the job's
-// enrichment attempts. stop ends pending retry hand-offs.
-func (j *job) report(d *Distributor, stop <-chan struct{}) func(*enrich.Task, json.RawMessage, error) {
+// enrichment attempts. ctx is the claim's: when it ends, pending retry
+// hand-offs give up.
+func (j *job) report(ctx context.Context, d *Distributor) func(*enrich.Task, json.RawMessage, error) {
 	return func(t *enrich.Task, res json.RawMessage, err error) {
-		if !d.inline[t.Enricher] || t.Attempt > 1 {
-			d.queued[t.Enricher].Add(-1)
-		}
+		// Not run: stale (nothing to record), or dropped before its
+		// attempt (overloaded, deadline): final, never retried.
+		unrun := errors.Is(err, enrich.ErrOverloaded) || errors.Is(err, enrich.ErrDeadline) || errors.Is(err, enrich.ErrClosed)
 		if errors.Is(err, enrich.ErrStale) {
-			return // the job has left; nothing to record
+			return
+		}
+		if errors.Is(err, enrich.ErrOverloaded) {
+			d.overloaded.Inc(1)
 		}
 		spec := d.enrichers[t.Enricher].Spec
 		j.mu.Lock()
 		if j.sealed {
 			j.mu.Unlock()
-			d.late.Inc(1)
+			// An attempt that ran and reported after its activity left
+			// (an expired lease carries no result).
+			if !unrun && !errors.Is(err, enrich.ErrLeaseExpired) {
+				d.late.Inc(1)
+			}
 			return
 		}
 		r := &j.results[t.Enricher]
@@ -89,17 +98,20 @@ func (j *job) report(d *Distributor, stop <-chan struct{}) func(*enrich.Task, js
 			j.mu.Unlock() // a duplicate delivery of a final result
 			return
 		}
-		r.attempts = t.Attempt
+		if !unrun {
+			r.attempts = t.Attempt
+		}
 		switch {
 		case err == nil:
 			r.status, r.value = statusOK, res
-		case t.Attempt < spec.MaxAttempts && (spec.Required || time.Now().Add(backoff(t, spec)).Before(j.due)):
+		case !unrun && !errors.Is(err, enrich.ErrCut) && t.Attempt < spec.MaxAttempts &&
+			(spec.Required || time.Now().Add(backoff(t, spec)).Before(j.resultDeadline())):
 			// An optional enrichment is retried only if the retry can
 			// start before its activity's deadline.
 			r.err = err
 			j.mu.Unlock()
 			d.retries.Inc(1)
-			d.retry(j, t, spec, stop)
+			d.retry(ctx, j, t, spec)
 			return
 		default:
 			r.status, r.err = statusFailed, err
@@ -119,19 +131,17 @@ func (j *job) report(d *Distributor, stop <-chan struct{}) func(*enrich.Task, js
 	}
 }
 
-// errOverloaded marks an optional enrichment not attempted because its
-// enricher already had its share of the task queue.
-var errOverloaded = errors.New("overloaded")
+// resultGuard is how long before its activity's due time an optional
+// enrichment's attempt must have reported (Task.Deadline): the time an
+// attempt cut at its deadline takes to report, so that its report, like
+// every answer, arrives before the emitter seals the activity. At most a
+// tenth of the delay.
+const resultGuard = 25 * time.Millisecond
 
-// overloaded records enrichment i of j as missing, not attempted, because
-// its share of the task queue was full. It reports whether that completed j.
-func (j *job) overloaded(i int) bool {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	r := &j.results[i]
-	r.status, r.err = statusFailed, errOverloaded
-	j.pending--
-	return j.pending == 0
+// resultDeadline is the Deadline of the job's optional tasks: a little
+// before it is due (resultGuard).
+func (j *job) resultDeadline() time.Time {
+	return j.due.Add(-min(resultGuard, j.due.Sub(j.read)/10))
 }
 
 // backoff is the wait before the attempt after t: spec.Backoff doubled per
@@ -151,8 +161,10 @@ func (j *job) stale() bool {
 
 // retry queues the task's next attempt after its backoff, unless by then
 // the job's claim was fenced or the job emitted: such a retry is dropped and
-// counted in distributor.retries_dropped.
-func (d *Distributor) retry(j *job, t *enrich.Task, spec enrich.Spec, stop <-chan struct{}) {
+// counted in distributor.retries_dropped. A required retry waits for room
+// in its lane (until ctx ends); an optional one is offered, with its
+// activity's deadline.
+func (d *Distributor) retry(ctx context.Context, j *job, t *enrich.Task, spec enrich.Spec) {
 	next := *t
 	next.Attempt++
 	time.AfterFunc(backoff(t, spec), func() {
@@ -163,12 +175,12 @@ func (d *Distributor) retry(j *job, t *enrich.Task, spec enrich.Spec, stop <-cha
 			d.retriesDropped.Inc(1)
 			return
 		}
-		d.queued[next.Enricher].Add(1)
-		select {
-		case d.work <- &next:
-		case <-stop:
-			d.queued[next.Enricher].Add(-1)
+		if !spec.Required {
+			next.Deadline = j.resultDeadline()
+			d.work.Offer(&next)
+			return
 		}
+		_ = d.work.Push(ctx, &next) // fails only when the claim ends: the job is abandoned
 	})
 }
 
@@ -206,8 +218,10 @@ func (j *job) seal(d *Distributor) (*sink.Record, bool) {
 			d.missing.Inc(1)
 			reason := "deadline"
 			switch {
-			case errors.Is(r.err, errOverloaded):
+			case errors.Is(r.err, enrich.ErrOverloaded):
 				reason = "overloaded"
+			case errors.Is(r.err, enrich.ErrDeadline), errors.Is(r.err, enrich.ErrCut):
+				reason = "deadline"
 			case r.err != nil:
 				reason = r.err.Error()
 			}

@@ -96,6 +96,8 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"options of another type", []Spec{{Name: "l", Type: "lang", URLs: URLOptions{MaxHops: 3}, Table: TableOptions{Path: "x"}}},
 			[]string{"enrich.enrichers[0].urls: options of type urls, but the type is lang", "enrich.enrichers[0].table:"}},
 		{"concurrency", []Spec{{Name: "stats", Concurrency: -1}}, []string{"enrich.enrichers[0].concurrency"}},
+		{"negative queue_size", []Spec{{Name: "stats", QueueSize: -1}}, []string{"enrich.enrichers[0].queue_size"}},
+		{"own queue_size", []Spec{{Name: "stats", QueueSize: 64}}, nil},
 		{"adaptive without concurrency", []Spec{{Name: "stats", Adaptive: true}}, []string{"enrich.enrichers[0].adaptive"}},
 		{"adaptive", []Spec{{Name: "stats", Concurrency: 4, Adaptive: true}}, nil},
 	} {

@@ -2,21 +2,30 @@
 // unwound links, lookups) that the distributor waits for while the activity
 // is parked in the delay queue.
 //
-// Work flows as tasks on one bounded Queue. Workers pull a task when they are
-// free, so any worker can serve any partition's activity and a hot key never
-// leaves workers idle. Each task carries its own Report callback; the
-// distributor rejoins results with the parked activity through it. A task
-// whose activity has left (Task.Stale) is dropped before it runs. The
-// distributor runs optional instant enrichers (stats, noop; see Instant)
-// inline when it reads the activity, so a slow enricher's tasks never delay
-// them; their attempts are not counted in enrich.NAME.latency.
+// Work flows as tasks through one Queue with a bounded lane per enricher.
+// Workers take a task when they are free, by a fair rule across the lanes
+// (see Queue), so any worker can serve any partition's activity, a hot key
+// never leaves workers idle, and a slow enricher never holds more than its
+// share of the workers while others have work. Each task carries its own
+// Report callback; the distributor rejoins results with the parked activity
+// through it. A task whose activity has left (Task.Stale) is dropped before
+// it runs, and so is an optional task whose activity's deadline
+// (Task.Deadline) would pass before its attempt could finish; an attempt's
+// context ends at that deadline. The distributor runs optional instant
+// enrichers (stats, noop; see Instant) inline when it reads the activity,
+// so a slow enricher's tasks never delay them; their attempts are not
+// counted in enrich.NAME.latency.
 //
-// Metrics (go-metrics names, per enricher NAME):
+// Metrics (go-metrics names, per enricher NAME; the Queue's are listed on
+// Queue):
 //
 //	enrich.NAME.latency   timer of successful attempts
 //	enrich.NAME.errors    counter of failed attempts (timeouts included)
 //	enrich.NAME.timeouts  counter of attempts that hit the timeout
+//	enrich.NAME.cut       counter of attempts cut short at their activity's deadline
 //	enrich.NAME.stale     counter of tasks dropped unrun: their activity had left
+//	enrich.NAME.deadline  counter of tasks dropped unrun: their activity's deadline
+//	                      would pass before the attempt could finish
 //	enrich.busy           counter (used as a gauge) of workers running an enricher
 //	enrich.utilisation    gauge: busy workers as a percentage of enrich.workers
 package enrich
@@ -74,6 +83,9 @@ type Spec struct {
 	// it waits for a slot, and the wait counts against its Timeout. Default 0:
 	// no bound (at most enrich.workers run at once).
 	Concurrency int `mapstructure:"concurrency"`
+	// QueueSize bounds this enricher's own lane of the task queue. Default 0:
+	// an equal share of enrich.queue_size (see Config.QueueSize).
+	QueueSize int `mapstructure:"queue_size"`
 	// Adaptive lets the bound float between 1 and Concurrency: it halves
 	// when an attempt fails or times out and grows by one after a bound's
 	// worth of successes (AIMD). Needs Concurrency. Default false.
@@ -108,10 +120,13 @@ func (s Spec) withDefaults() Spec {
 type Config struct {
 	// Workers is the number of in-process workers pulling tasks. Default 4.
 	Workers int `mapstructure:"workers"`
-	// QueueSize bounds the task queue shared by all workers. Default 1024.
-	// Each enricher that queues tasks (all but the optional stats and noop,
-	// which run inline) gets an equal share of it; an optional enrichment
-	// beyond its share is emitted missing, reason "overloaded".
+	// QueueSize bounds the task queue. Default 1024. Each enricher has its
+	// own lane (see Queue): one with its own queue_size gets that; each of
+	// the others that queue tasks (all but the optional stats and noop,
+	// which run inline) gets an equal share of QueueSize. A required task
+	// waits for room in its lane, holding its activity; when an optional
+	// enricher's lane is full its oldest task is dropped and that
+	// enrichment emitted missing, reason "overloaded".
 	QueueSize int `mapstructure:"queue_size"`
 	// Enrichers lists the enrichments computed for every activity, in the
 	// order they appear in the emitted event. Default: one optional "stats".
@@ -165,6 +180,9 @@ func (c Config) Validate() error {
 		if s.Concurrency < 0 {
 			errs = append(errs, fmt.Errorf("%s.concurrency: must not be negative, got %d", key, s.Concurrency))
 		}
+		if s.QueueSize < 0 {
+			errs = append(errs, fmt.Errorf("%s.queue_size: must not be negative, got %d", key, s.QueueSize))
+		}
 		if s.Adaptive && s.Concurrency == 0 {
 			errs = append(errs, fmt.Errorf("%s.adaptive: needs concurrency, the upper bound", key))
 		}
@@ -213,6 +231,11 @@ type Resolved struct {
 	Spec
 	Enricher
 }
+
+// Inline reports whether the distributor runs r inline when it reads an
+// activity instead of queueing a task: an optional instant enricher (see
+// Instant). Its lane of the task queue carries only retries.
+func (r Resolved) Inline() bool { return !r.Required && Instant(r.Enricher) }
 
 // Build resolves every configured enricher: it loads language models, reads
 // tables and sets up HTTP clients and caches. log receives the enrichers'

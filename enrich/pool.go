@@ -17,39 +17,30 @@ import (
 )
 
 // Task is one enrichment of one activity. The distributor creates it and the
-// worker that pulls it calls Report exactly once per attempt.
+// worker that takes it calls Report exactly once per attempt.
 type Task struct {
-	// Enricher indexes the enrichers the Pool was built with.
+	// Enricher indexes the enrichers the Queue and Pool were built with.
 	Enricher int
 	// Activity is read-only for workers.
 	Activity *activity.Fields
 	// Attempt counts from 1.
 	Attempt int
-	// Report receives the attempt's result. It must not block for long.
+	// Deadline, if not zero, is the last moment the attempt's result is of
+	// use (an optional enrichment: a little before its activity is
+	// emitted). A worker does not start an attempt it expects to finish
+	// after it (the enricher's recent attempt times; ErrDeadline, counted
+	// in enrich.NAME.deadline), and the attempt's context ends at it
+	// (ErrCut). Zero: no deadline (a required enrichment).
+	Deadline time.Time
+	// Report receives the attempt's result. It must not block for long,
+	// and may queue the next attempt.
 	Report func(t *Task, res json.RawMessage, err error)
 	// Stale, if set, reports whether the task's activity has already left
 	// (emitted, abandoned, or its claim fenced). Workers, local and remote,
 	// drop a stale task before running it, reporting ErrStale, and count
-	// it in enrich.NAME.stale. It must be cheap and must not block.
+	// it in enrich.NAME.stale. It must be cheap, must not block and must
+	// not call the Queue.
 	Stale func() bool
-}
-
-// Queue is the bounded task queue that every worker, local or remote, pulls
-// from. A send blocks while it is full.
-type Queue chan *Task
-
-// NewQueue returns a queue holding at most size tasks.
-func NewQueue(size int) Queue { return make(Queue, size) }
-
-// Push adds t, blocking while the queue is full. It returns ctx.Err() if ctx
-// ends first.
-func (q Queue) Push(ctx context.Context, t *Task) error {
-	select {
-	case q <- t:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // ErrTimeout is reported for an attempt that ran past its enricher's timeout.
@@ -58,6 +49,13 @@ var ErrTimeout = errors.New("enrich: attempt timed out")
 // ErrStale is reported, instead of running the attempt, for a task whose
 // activity had already left (Task.Stale).
 var ErrStale = errors.New("enrich: activity already left; attempt not run")
+
+// ErrDeadline is reported, instead of running the attempt, for a task whose
+// Deadline had passed, or was too near for an attempt to finish.
+var ErrDeadline = errors.New("enrich: activity's deadline too near; attempt not run")
+
+// ErrCut is reported for an attempt cut short at its task's Deadline.
+var ErrCut = errors.New("enrich: attempt cut at its activity's deadline")
 
 // ErrLeaseExpired is reported for an attempt leased to a remote worker that
 // neither answered nor heartbeated in time (it died, stalled or lost the
@@ -74,6 +72,10 @@ type Pool struct {
 	errs      []metrics.Counter
 	timeouts  []metrics.Counter
 	stale     []metrics.Counter
+	deadline  []metrics.Counter
+	cut       []metrics.Counter
+	// expect estimates each enricher's attempt time, for Task.Deadline.
+	expect []estimate
 	// timed is false for the instant enrichers (noop, stats): they run
 	// without a per-attempt deadline, whose timer would cost more than they do.
 	timed []bool
@@ -102,8 +104,11 @@ func NewPool(workers int, enrichers []Resolved, log logrus.FieldLogger, reg metr
 		p.errs = append(p.errs, metrics.GetOrRegisterCounter(metricnames.Enricher(e.Name, metricnames.EnricherErrors), reg))
 		p.timeouts = append(p.timeouts, metrics.GetOrRegisterCounter(metricnames.Enricher(e.Name, metricnames.EnricherTimeouts), reg))
 		p.stale = append(p.stale, metrics.GetOrRegisterCounter(metricnames.Enricher(e.Name, metricnames.EnricherStale), reg))
+		p.deadline = append(p.deadline, metrics.GetOrRegisterCounter(metricnames.Enricher(e.Name, metricnames.EnricherDeadline), reg))
+		p.cut = append(p.cut, metrics.GetOrRegisterCounter(metricnames.Enricher(e.Name, metricnames.EnricherCut), reg))
 		p.timed = append(p.timed, !Instant(e.Enricher))
 	}
+	p.expect = make([]estimate, len(enrichers))
 	return p
 }
 
@@ -142,11 +147,12 @@ func (p *Pool) SetWorkers(n int) {
 	}
 }
 
-// Run runs the workers and returns when q is closed and drained, or when
-// ctx ends (returning nil: a stop is not an error). It follows SetWorkers
-// while it runs. With no workers it never reads q and returns when ctx ends.
+// Run runs the workers, each taking tasks from q (see Queue) and running
+// them, and returns when q is closed and drained, or when ctx ends
+// (returning nil: a stop is not an error). It follows SetWorkers while it
+// runs. With no workers it never takes from q and returns when ctx ends.
 // Run must not be called twice at once.
-func (p *Pool) Run(ctx context.Context, q Queue) error {
+func (p *Pool) Run(ctx context.Context, q *Queue) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	quit := make(chan struct{})   // each receive stops one idle worker
@@ -156,18 +162,15 @@ func (p *Pool) Run(ctx context.Context, q Queue) error {
 		defer wg.Done()
 		defer p.running.Add(-1)
 		for {
-			select {
-			case t, ok := <-q:
-				if !ok {
+			t, err := q.take(ctx, quit, true)
+			if err != nil {
+				if errors.Is(err, ErrClosed) {
 					closeOnce.Do(func() { close(closed) })
-					return
 				}
-				p.Do(ctx, t)
-			case <-quit:
-				return
-			case <-ctx.Done():
 				return
 			}
+			p.Do(ctx, t)
+			q.done(t)
 		}
 	}
 	n := 0 // workers started and not told to quit
@@ -203,8 +206,12 @@ func (p *Pool) Run(ctx context.Context, q Queue) error {
 }
 
 // Do runs one attempt of t and reports its result through t.Report, unless
-// t is stale: then it reports ErrStale without running it, counted in
-// enrich.NAME.stale.
+// t is stale (ErrStale, counted in enrich.NAME.stale) or its Deadline is
+// too near for an attempt of its enricher to finish, judged by the
+// enricher's recent attempts (ErrDeadline, counted in
+// enrich.NAME.deadline): then it reports without running it. The attempt's
+// context ends at the enricher's timeout or t's Deadline, whichever comes
+// first; one cut at the Deadline reports ErrCut.
 func (p *Pool) Do(ctx context.Context, t *Task) {
 	if t.Stale != nil && t.Stale() {
 		p.stale[t.Enricher].Inc(1)
@@ -212,29 +219,100 @@ func (p *Pool) Do(ctx context.Context, t *Task) {
 		return
 	}
 	e := p.enrichers[t.Enricher]
-	p.busy.Inc(1)
+	est := &p.expect[t.Enricher]
 	start := time.Now()
+	if !t.Deadline.IsZero() && start.Add(est.expect(e.Timeout)).After(t.Deadline) {
+		p.deadline[t.Enricher].Inc(1)
+		t.Report(t, nil, ErrDeadline)
+		return
+	}
+	p.busy.Inc(1)
 	actx, cancel := ctx, context.CancelFunc(func() {})
+	cut := false // the attempt's context ends at t.Deadline
 	if p.timed[t.Enricher] {
-		actx, cancel = context.WithTimeout(ctx, e.Timeout)
+		end := start.Add(e.Timeout)
+		if !t.Deadline.IsZero() && t.Deadline.Before(end) {
+			end, cut = t.Deadline, true
+		}
+		actx, cancel = context.WithDeadline(ctx, end)
 	}
 	res, err := safeEnrich(actx, e.Enricher, t.Activity)
 	if err == nil && actx.Err() != nil {
 		err = actx.Err()
 	}
 	cancel()
+	took := time.Since(start)
 	p.busy.Dec(1)
 	switch {
 	case err == nil:
-		p.latency[t.Enricher].UpdateSince(start)
+		p.latency[t.Enricher].Update(took)
+		est.add(took)
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && cut:
+		// Cut short: the attempt would have taken at least this long.
+		p.cut[t.Enricher].Inc(1)
+		est.atLeast(took)
+		err = fmt.Errorf("%w after %s", ErrCut, took.Round(time.Millisecond))
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 		p.timeouts[t.Enricher].Inc(1)
 		p.errs[t.Enricher].Inc(1)
+		est.add(e.Timeout)
 		err = fmt.Errorf("%w after %s", ErrTimeout, e.Timeout)
 	default:
 		p.errs[t.Enricher].Inc(1)
+		if ctx.Err() == nil {
+			est.add(took)
+		}
 	}
 	t.Report(t, res, err)
+}
+
+// estimate tracks how long an enricher's attempts take, as TCP estimates a
+// round trip (RFC 6298): a smoothed mean and mean deviation. Its methods
+// are safe for concurrent use; the lock is a leaf.
+type estimate struct {
+	mu        sync.Mutex
+	mean, dev time.Duration
+	n         int
+}
+
+// add takes the time of one finished attempt into the estimate.
+func (e *estimate) add(d time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.n == 0 {
+		e.mean, e.dev = d, d/4
+	} else {
+		diff := e.mean - d
+		if diff < 0 {
+			diff = -diff
+		}
+		e.dev = (3*e.dev + diff) / 4
+		e.mean = (7*e.mean + d) / 8
+	}
+	e.n++
+}
+
+// atLeast takes a lower bound of one attempt's time (one cut short) into
+// the estimate when it exceeds the mean, so that a service grown slower
+// than the estimate is learnt even while every attempt is cut.
+func (e *estimate) atLeast(d time.Duration) {
+	e.mu.Lock()
+	low := e.n > 0 && d <= e.mean
+	e.mu.Unlock()
+	if !low {
+		e.add(d)
+	}
+}
+
+// expect returns the time an attempt is expected to need: the mean plus
+// twice the deviation, at most limit (the enricher's timeout, beyond which
+// no attempt runs). Before the first attempt it is 0: the first attempts
+// start whenever they have time left, and their context ends at the
+// deadline anyway.
+func (e *estimate) expect(limit time.Duration) time.Duration {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return min(e.mean+2*e.dev, limit)
 }
 
 // Call runs one attempt of e on a, turning a panic into an error, for

@@ -39,10 +39,11 @@ func TestPoolSetWorkers(t *testing.T) {
 	reg := metrics.NewRegistry()
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	p := NewPool(2, []Resolved{{Spec: Spec{Name: "x", Timeout: time.Second}, Enricher: slow}}, log, reg)
+	ens := []Resolved{{Spec: Spec{Name: "x", Timeout: time.Second}, Enricher: slow}}
+	p := NewPool(2, ens, log, reg)
 	workers := reg.Get("enrich.workers").(metrics.Gauge)
 
-	q := NewQueue(16)
+	q := NewQueue(16, ens, reg)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -89,8 +90,8 @@ func TestPoolSetWorkers(t *testing.T) {
 			if tc.workers == 0 {
 				push(3) // nobody takes them until workers come back
 				time.Sleep(20 * time.Millisecond)
-				if len(q) != 3 {
-					t.Errorf("with no workers the queue holds %d tasks, want 3", len(q))
+				if q.Len() != 3 {
+					t.Errorf("with no workers the queue holds %d tasks, want 3", q.Len())
 				}
 				return
 			}
@@ -106,7 +107,7 @@ func TestPoolSetWorkers(t *testing.T) {
 	}
 	mu.Unlock()
 
-	close(q)
+	q.Close()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -129,7 +130,7 @@ func TestPoolRunStopsOnCancel(t *testing.T) {
 		p := NewPool(n, nil, log, metrics.NewRegistry())
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- p.Run(ctx, NewQueue(1)) }()
+		go func() { done <- p.Run(ctx, NewQueue(1, nil, nil)) }()
 		cancel()
 		select {
 		case err := <-done:

@@ -1,15 +1,19 @@
 package enrich
 
 // Remote workers: the distributor's enrichment tasks served over HTTP, so
-// that `bend work` processes on other machines pull from the same bounded
-// Queue as the in-process Pool.
+// that `bend work` processes on other machines take tasks from the same
+// Queue, by the same fair rule, as the in-process Pool.
 //
 // Protocol (JSON over HTTP, every request with "Authorization: Bearer TOKEN"):
 //
 //	POST /v1/work/lease      {"max":N,"wait_ms":W,"enrichers":["name",...]}
-//	                         -> {"ttl_ms":T,"tasks":[{"lease":"id","enricher":"name","attempt":k,"activity":{...}}]}
+//	                         -> {"ttl_ms":T,"tasks":[{"lease":"id","enricher":"name","attempt":k,"deadline_ms":D,"activity":{...}}]}
 //	                         Waits up to W ms (at most 30s) for the first task, then
 //	                         takes up to N-1 more without waiting; no task: an empty list.
+//	                         deadline_ms, when present, is the time left before the
+//	                         task's Deadline when it was leased: the worker does not
+//	                         start an attempt it cannot finish in it, bounds the attempt
+//	                         by it, and posts that result at once.
 //	                         409 if the worker lacks one of the distributor's enrichers.
 //	POST /v1/work/heartbeat  {"leases":["id",...]} -> {"lost":["id",...]}
 //	                         Extends each lease held to now+T; lost ones have expired.
@@ -127,10 +131,12 @@ type (
 		Tasks []remoteTask `json:"tasks"`
 	}
 	remoteTask struct {
-		Lease    string           `json:"lease"`
-		Enricher string           `json:"enricher"`
-		Attempt  int              `json:"attempt"`
-		Activity *activity.Fields `json:"activity"`
+		Lease    string `json:"lease"`
+		Enricher string `json:"enricher"`
+		Attempt  int    `json:"attempt"`
+		// DeadlineMS is the time left, in ms, before Task.Deadline; 0: none.
+		DeadlineMS int64            `json:"deadline_ms,omitempty"`
+		Activity   *activity.Fields `json:"activity"`
 	}
 	heartbeatRequest struct {
 		Leases []string `json:"leases"`
@@ -155,7 +161,7 @@ type lease struct {
 	deadline time.Time
 }
 
-// Server serves the task Queue to remote workers: it is an http.Handler
+// Server serves a task Queue to remote workers: it is an http.Handler
 // for the /v1/work/ endpoints, and Run fails the attempts of expired leases. Its
 // methods are safe for concurrent use.
 //
@@ -164,7 +170,7 @@ type lease struct {
 // activities are not lost, because their offsets are not committed until
 // the sink acknowledges them, so Kafka redelivers them to the next run.
 type Server struct {
-	q      Queue
+	q      *Queue
 	names  []string
 	token  string
 	ttl    time.Duration
@@ -184,7 +190,7 @@ type Server struct {
 // index enrichers (the distributor's). It validates cfg; an empty token
 // with AllowAnonymous is logged as a warning. reg receives the metrics
 // listed above.
-func NewServer(cfg RemoteConfig, q Queue, enrichers []Resolved, log logrus.FieldLogger, reg metrics.Registry) (*Server, error) {
+func NewServer(cfg RemoteConfig, q *Queue, enrichers []Resolved, log logrus.FieldLogger, reg metrics.Registry) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -242,6 +248,9 @@ func (s *Server) Run(ctx context.Context) error {
 			if n := len(s.leases); n > 0 {
 				s.log.WithField("leases", n).Info("enrich.remote: stopping; outstanding leases dropped, their records will be redelivered")
 			}
+			for _, l := range s.leases {
+				s.q.done(l.t)
+			}
 			clear(s.leases)
 			s.mu.Unlock()
 			return nil
@@ -253,6 +262,7 @@ func (s *Server) Run(ctx context.Context) error {
 			s.log.WithField("tasks", len(expired)).Warn("enrich.remote: leases expired (a worker died or stalled); their attempts failed and will be retried")
 			err := fmt.Errorf("%w after %s", ErrLeaseExpired, s.ttl)
 			for _, t := range expired {
+				s.q.done(t)
 				t.Report(t, nil, err)
 			}
 		}
@@ -353,41 +363,43 @@ func (s *Server) serveLease(w http.ResponseWriter, r *http.Request) {
 	n := min(max(req.Max, 1), s.batch)
 	wait := min(max(time.Duration(req.WaitMS)*time.Millisecond, 0), maxLongPoll)
 	tasks := make([]*Task, 0, n)
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	select {
-	case t, ok := <-s.q:
-		if ok {
-			tasks = append(tasks, t)
-		}
-	case <-timer.C:
-	case <-r.Context().Done():
-		return
-	case <-s.stop:
+	wctx, cancel := context.WithTimeout(r.Context(), wait)
+	t, err := s.q.take(wctx, s.stop, true)
+	cancel()
+	switch {
+	case errors.Is(err, errQuit):
 		http.Error(w, "distributor stopping", http.StatusServiceUnavailable)
 		return
+	case r.Context().Err() != nil:
+		return // the worker left; take hands out no task with an error
+	case t != nil:
+		tasks = append(tasks, t)
 	}
-more:
 	for len(tasks) > 0 && len(tasks) < n {
-		select {
-		case t, ok := <-s.q:
-			if !ok {
-				break more
-			}
-			tasks = append(tasks, t)
-		default:
-			break more
+		t, err := s.q.take(r.Context(), nil, false)
+		if t == nil || err != nil {
+			break
 		}
+		tasks = append(tasks, t)
 	}
-	// Tasks whose activity has left are dropped, never leased.
+	// Tasks whose activity has left, or whose deadline has passed, are
+	// dropped, never leased (take drops most; this catches the rest).
+	now := time.Now()
 	live := tasks[:0]
 	for _, t := range tasks {
-		if t.Stale != nil && t.Stale() {
-			s.dropped.Inc(1)
-			t.Report(t, nil, ErrStale)
+		var err error
+		switch {
+		case t.Stale != nil && t.Stale():
+			err = ErrStale
+		case !t.Deadline.IsZero() && t.Deadline.Sub(now) < time.Millisecond:
+			err = ErrDeadline
+		default:
+			live = append(live, t)
 			continue
 		}
-		live = append(live, t)
+		s.dropped.Inc(1)
+		s.q.done(t)
+		t.Report(t, nil, err)
 	}
 	tasks = live
 	// Register the leases before answering: if the answer never arrives,
@@ -398,7 +410,11 @@ more:
 	for _, t := range tasks {
 		id := rand.Text()
 		s.leases[id] = &lease{t: t, deadline: deadline}
-		resp.Tasks = append(resp.Tasks, remoteTask{Lease: id, Enricher: s.names[t.Enricher], Attempt: t.Attempt, Activity: t.Activity})
+		rt := remoteTask{Lease: id, Enricher: s.names[t.Enricher], Attempt: t.Attempt, Activity: t.Activity}
+		if !t.Deadline.IsZero() {
+			rt.DeadlineMS = t.Deadline.Sub(now).Milliseconds()
+		}
+		resp.Tasks = append(resp.Tasks, rt)
 	}
 	s.mu.Unlock()
 	s.leased.Inc(int64(len(tasks)))
@@ -442,16 +458,29 @@ func (s *Server) serveResults(w http.ResponseWriter, r *http.Request) {
 		var err error
 		value := res.Value
 		if res.Error != "" {
-			err, value = errors.New(res.Error), nil
+			err, value = wireError(res.Error), nil
 		} else if len(bytes.TrimSpace(value)) == 0 {
 			value = json.RawMessage("null") // the distributor splices value verbatim
 		}
 		resp.Accepted++
+		s.q.done(l.t)
 		l.t.Report(l.t, value, err) // outside s.mu: Report may queue a retry
 	}
 	s.results.Inc(int64(resp.Accepted))
 	s.stale.Inc(int64(resp.Stale))
 	reply(w, resp)
+}
+
+// wireError turns a remote worker's error text back into an error, keeping
+// the sentinels the distributor branches on (ErrDeadline, ErrCut).
+func wireError(text string) error {
+	switch {
+	case text == ErrDeadline.Error():
+		return ErrDeadline
+	case strings.HasPrefix(text, ErrCut.Error()):
+		return fmt.Errorf("%w%s", ErrCut, strings.TrimPrefix(text, ErrCut.Error()))
+	}
+	return errors.New(text)
 }
 
 // WorkerConfig configures a remote worker (`bend work`).
@@ -486,6 +515,7 @@ type Worker struct {
 	log   logrus.FieldLogger
 
 	ttl     atomic.Int64  // the server's lease duration in ns, 0 until known
+	postRTT atomic.Int64  // ns the last results post took: a result's way back
 	ttlSeen chan struct{} // capacity 1: wakes heartbeat when ttl changes
 
 	mu     sync.Mutex
@@ -576,15 +606,32 @@ func (w *Worker) loop(ctx context.Context) error {
 			continue
 		}
 		pause = 100 * time.Millisecond
-		w.runBatch(ctx, tasks)
+		w.runBatch(ctx, tasks, time.Now())
 	}
 	return nil
 }
 
-// runBatch runs leased tasks in order and posts their results. Once ctx
-// ends it runs no more and posts only the results of finished attempts.
-func (w *Worker) runBatch(ctx context.Context, tasks []remoteTask) {
+// runBatch runs leased tasks, received at got, in order and posts their
+// results: a task's with a deadline at once (it is of use only before it),
+// the others together at the end. Once ctx ends it runs no more and posts
+// only the results of finished attempts.
+func (w *Worker) runBatch(ctx context.Context, tasks []remoteTask, got time.Time) {
 	results := make([]remoteResult, 0, len(tasks))
+	flush := func() {
+		if len(results) == 0 {
+			return
+		}
+		// Finished work is worth posting even while stopping; the ttl bounds it.
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.leaseTTL())
+		start := time.Now()
+		if err := w.post(pctx, "/v1/work/results", results, &resultsResponse{}); err != nil {
+			w.log.WithError(err).Warn("posting results; their leases will expire and the tasks run again")
+		} else {
+			w.postRTT.Store(int64(time.Since(start)))
+		}
+		cancel()
+		results = results[:0]
+	}
 	for _, rt := range tasks {
 		if ctx.Err() != nil {
 			break
@@ -603,20 +650,21 @@ func (w *Worker) runBatch(ctx context.Context, tasks []remoteTask) {
 					res.Error = err.Error()
 				}
 			}}
+		if rt.DeadlineMS > 0 {
+			// The server's clock is not ours: count from the lease's
+			// arrival, less the way back of the result.
+			t.Deadline = got.Add(time.Duration(rt.DeadlineMS)*time.Millisecond - time.Duration(w.postRTT.Load()))
+		}
 		w.pool.Do(ctx, t)
 		if ctx.Err() != nil {
 			break // cut short by the stop, not a real failure: let the lease expire
 		}
 		results = append(results, res)
-	}
-	if len(results) > 0 {
-		// Finished work is worth posting even while stopping; the ttl bounds it.
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.leaseTTL())
-		if err := w.post(pctx, "/v1/work/results", results, &resultsResponse{}); err != nil {
-			w.log.WithError(err).Warn("posting results; their leases will expire and the tasks run again")
+		if rt.DeadlineMS > 0 {
+			flush()
 		}
-		cancel()
 	}
+	flush()
 	w.mu.Lock()
 	for _, rt := range tasks {
 		delete(w.active, rt.Lease)

@@ -27,7 +27,7 @@ const testToken = "s3cret"
 // remoteFixture is a task server over loopback HTTP with its queue, and a
 // record of every Report call.
 type remoteFixture struct {
-	q   Queue
+	q   *Queue
 	srv *Server
 	url string
 	reg metrics.Registry
@@ -41,7 +41,7 @@ type remoteFixture struct {
 
 func newRemoteFixture(t *testing.T, ttl time.Duration) *remoteFixture {
 	t.Helper()
-	f := &remoteFixture{q: NewQueue(64), reg: metrics.NewRegistry(),
+	f := &remoteFixture{q: NewQueue(64, testEnrichers(t), nil), reg: metrics.NewRegistry(),
 		reports: map[string][]error{}, values: map[string]json.RawMessage{}, attempts: map[string]int{}}
 	cfg := DefaultRemoteConfig()
 	cfg.Token, cfg.Lease = testToken, ttl
@@ -375,7 +375,7 @@ func TestRemoteWorkerHeartbeatsSlowTask(t *testing.T) {
 func TestRemoteServeBoundsHeaders(t *testing.T) {
 	cfg := DefaultRemoteConfig()
 	cfg.Token = testToken
-	srv, err := NewServer(cfg, NewQueue(4), testEnrichers(t), quietLog(), metrics.NewRegistry())
+	srv, err := NewServer(cfg, NewQueue(4, testEnrichers(t), nil), testEnrichers(t), quietLog(), metrics.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -105,7 +105,7 @@ func runWith(ctx context.Context, cfg config.Config, log *logrus.Logger, progres
 	if err != nil {
 		return err
 	}
-	work := enrich.NewQueue(cfg.Enrich.QueueSize)
+	work := enrich.NewQueue(cfg.Enrich.QueueSize, enrichers, reg)
 	pool := enrich.NewPool(cfg.Enrich.Workers, enrichers, log.WithField("stage", "enrich"), reg)
 	dq, err := distributor.NewQueue(cfg.DelayQueue)
 	if err != nil {

@@ -94,7 +94,7 @@ func work(ctx context.Context, cfg enrich.Config, wc enrich.WorkerConfig, log *l
 // listenRemote binds enrich.remote.addr and returns the function serving
 // the task server on it until its ctx ends (a no-op when the address is
 // ""). The listener is closed by that function, which must be called.
-func listenRemote(cfg enrich.Config, q enrich.Queue, enrichers []enrich.Resolved, log logrus.FieldLogger, reg metrics.Registry) (func(context.Context) error, error) {
+func listenRemote(cfg enrich.Config, q *enrich.Queue, enrichers []enrich.Resolved, log logrus.FieldLogger, reg metrics.Registry) (func(context.Context) error, error) {
 	if cfg.Remote.Addr == "" {
 		if cfg.Workers == 0 {
 			log.Warn("enrich.workers is 0 and enrich.remote.addr is off: no worker will run enrichments")

@@ -42,7 +42,10 @@ var labelRules = []labelRule{
 	{re: regexp.MustCompile(`^enrich\.(.+)\.(` + strings.Join([]string{
 		metricnames.EnricherLatency, metricnames.EnricherErrors, metricnames.EnricherTimeouts, metricnames.EnricherInFlight,
 		metricnames.EnricherWaiting, metricnames.EnricherLimit, metricnames.EnricherRequests, metricnames.EnricherCacheHits,
-		metricnames.EnricherCacheMisses, metricnames.EnricherReloads, metricnames.EnricherReloadErrors}, "|") + `)$`),
+		metricnames.EnricherCacheMisses, metricnames.EnricherReloads, metricnames.EnricherReloadErrors,
+		// Not EnricherStale: enrich.remote.stale would read as enricher "remote".
+		metricnames.EnricherQueued, metricnames.EnricherQueueDepth, metricnames.EnricherQueueCap, metricnames.EnricherDeadline,
+		metricnames.EnricherCut, metricnames.EnricherOverloaded}, "|") + `)$`),
 		name: "enrich.$2", labels: []string{"enricher", ""}},
 	// ingest.SOURCE.{events,published,rejected,bytes}.
 	{re: regexp.MustCompile(`^ingest\.([a-z0-9_]+)\.(` + strings.Join([]string{

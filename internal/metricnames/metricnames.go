@@ -152,6 +152,11 @@ const (
 	EnricherReloadErrors = "reload_errors"
 	EnricherStale        = "stale"
 	EnricherQueued       = "queued"
+	EnricherQueueDepth   = "lane_depth"
+	EnricherQueueCap     = "lane_cap"
+	EnricherDeadline     = "deadline"
+	EnricherCut          = "cut"
+	EnricherOverloaded   = "overloaded"
 )
 
 // Enricher returns the name of a per-enricher metric, e.g.
@@ -274,8 +279,8 @@ func Table() []Entry {
 		{DelayQueueWaiters, Gauge, "Goroutines waiting for room in the delay queue."},
 		{DelayQueueBlockedPutNS, Gauge, "Total time parking waited for room in the delay queue."},
 		{DelayQueueMisuse, Gauge, "Delay-queue calls on items already released or not held (a defect; should stay 0)."},
-		{EnrichQueueDepth, Gauge, "Enrichment tasks waiting in the task queue."},
-		{EnrichQueueCap, Gauge, "Capacity of the enrichment task queue."},
+		{EnrichQueueDepth, Gauge, "Enrichment tasks waiting in the task queue, all lanes."},
+		{EnrichQueueCap, Gauge, "Capacity of the enrichment task queue, all lanes."},
 
 		{EnrichBusy, UpDown, "In-process workers running an enricher now."},
 		{EnrichUtilisation, Gauge, "Busy in-process workers as a percentage of the running ones."},
@@ -296,7 +301,12 @@ func Table() []Entry {
 		{"enrich." + EnricherCacheHits, Counter, "Enricher cache hits."},
 		{"enrich." + EnricherCacheMisses, Counter, "Enricher cache misses."},
 		{"enrich." + EnricherStale, Counter, "Tasks dropped before they ran because their activity was already emitted or fenced, by enricher."},
-		{"enrich." + EnricherQueued, Gauge, "Tasks of the enricher queued or running, against its share of enrich.queue_size."},
+		{"enrich." + EnricherQueued, Gauge, "Tasks of the enricher waiting in its lane, running or leased, or waiting for room in the lane (for a required enricher: activities it holds)."},
+		{"enrich." + EnricherQueueDepth, Gauge, "Tasks waiting in the enricher's lane of the task queue."},
+		{"enrich." + EnricherQueueCap, Gauge, "Capacity of the enricher's lane of the task queue."},
+		{"enrich." + EnricherDeadline, Counter, "Tasks dropped before they ran because their activity's deadline had passed or was too near for an attempt to finish, by enricher."},
+		{"enrich." + EnricherCut, Counter, "Enrichment attempts cut short at their activity's deadline, by enricher."},
+		{"enrich." + EnricherOverloaded, Counter, "Optional tasks dropped before they ran because the enricher's lane was full, by enricher."},
 		{"enrich." + EnricherReloads, Counter, "Reloads of the enricher's table file."},
 		{"enrich." + EnricherReloadErrors, Counter, "Reloads of the enricher's table file that failed (the old table stays)."},
 

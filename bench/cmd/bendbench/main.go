@@ -32,6 +32,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -137,6 +138,25 @@ type summary struct {
 	BendExit        string             `json:"bend_exit"`
 	Samples         []sample           `json:"samples"`
 	LookupMaxActive int64              `json:"lookup_max_concurrent,omitempty"`
+	// Enrich is the slow-lookup accounting of a stats+lookup scenario.
+	Enrich *enrichFigures `json:"enrich,omitempty"`
+}
+
+// enrichFigures checks a stats+lookup run: every lookup the service answered
+// (within the 1 s timeout, since it answers at its fixed delay) must be in
+// the output, and nothing may run for an activity already emitted.
+type enrichFigures struct {
+	StatsOK         int64 `json:"stats_ok"`           // output records with stats ok
+	LookupOK        int64 `json:"lookup_ok"`          // output records with the lookup's result
+	LookupRequests  int64 `json:"lookup_requests"`    // requests the lookup service received
+	LookupAnswered  int64 `json:"lookup_answered"`    // requests it answered (after its delay, the client still waiting)
+	AnsweredMissing int64 `json:"answered_missing"`   // answered ids whose output lacks the result
+	LookupSucceeded int64 `json:"lookup_succeeded"`   // bend's successful lookup attempts (enrich.scores.latency count)
+	LateResults     int64 `json:"late_results"`       // attempts that reported after their activity was emitted (distributor.late_results)
+	DroppedStale    int64 `json:"dropped_stale"`      // lookup tasks dropped unrun: activity emitted (enrich.scores.stale)
+	DroppedDeadline int64 `json:"dropped_deadline"`   // dropped unrun: deadline too near (enrich.scores.deadline)
+	DroppedOverload int64 `json:"dropped_overloaded"` // dropped unrun: lane full (enrich.scores.overloaded)
+	Cut             int64 `json:"cut"`                // attempts cut at the deadline (enrich.scores.cut)
 }
 
 func main() {
@@ -281,6 +301,7 @@ func runScenario(sc scenario, brokers, bin, work string, timeout time.Duration) 
 		lookupURL, active, stop = lookupServer(d)
 		defer stop()
 	}
+	var last *snapshot // the last /metrics.json read
 	if sc.Preload {
 		if err := createTopic(brokers, in, 8); err != nil {
 			return nil, err
@@ -364,6 +385,7 @@ loop:
 				lastEmit = smp.T
 			}
 			prev, prevT, prevTicks = smp, now, ticks
+			last = snap
 			s.Samples = append(s.Samples, smp)
 			s.Ingested, s.Emitted, s.DeadLetters, s.Missing = snap.Totals.Ingested, snap.Totals.Emitted, snap.Totals.DeadLetters, snap.Totals.Missing
 			if int(smp.T)%10 == 0 {
@@ -436,7 +458,43 @@ loop:
 		s.OutputRecords, s.Lost, s.Duplicated = hook.count()
 		return s, nil
 	}
-	n, lost, dup, lat, steady, err := verify(brokers, outTopic, want, joinedAt, joinedAt.Add(warmup))
+	var each func(id string, v []byte)
+	if sc.Enricher == "stats+lookup" {
+		ef := &enrichFigures{}
+		s.Enrich = ef
+		var mu sync.Mutex
+		seenOK := map[string]bool{}
+		each = func(id string, v []byte) {
+			stats := bytes.Contains(v, []byte(`"stats":{"status":"ok"`))
+			lookup := bytes.Contains(v, []byte(`"scores":{"status":"ok"`))
+			mu.Lock()
+			defer mu.Unlock()
+			if stats {
+				ef.StatsOK++
+			}
+			if lookup {
+				ef.LookupOK++
+				seenOK[id] = true
+			}
+		}
+		defer func() {
+			ef.LookupRequests, ef.LookupAnswered = active.requests.Load(), active.answeredCount()
+			for _, id := range active.answeredIDs() {
+				if !seenOK[id] {
+					ef.AnsweredMissing++
+				}
+			}
+			if last != nil {
+				m := last.Metrics
+				ef.LookupSucceeded, ef.LateResults = m.ScoresLatency.Count, m.Late
+				ef.DroppedStale, ef.DroppedDeadline, ef.DroppedOverload, ef.Cut = m.ScoresStale, m.ScoresDeadline, m.ScoresOverloaded, m.ScoresCut
+			}
+			log.Printf("%s: stats ok %d; lookup: %d requests, %d answered, %d in the output, %d answered but missing; %d succeeded in bend, %d late results; dropped unrun: %d stale, %d deadline, %d overloaded; %d cut at the deadline",
+				sc.Name, ef.StatsOK, ef.LookupRequests, ef.LookupAnswered, ef.LookupOK, ef.AnsweredMissing, ef.LookupSucceeded, ef.LateResults,
+				ef.DroppedStale, ef.DroppedDeadline, ef.DroppedOverload, ef.Cut)
+		}()
+	}
+	n, lost, dup, lat, steady, err := verify(brokers, outTopic, want, joinedAt, joinedAt.Add(warmup), each)
 	if err != nil {
 		return s, fmt.Errorf("verifying %s: %w", outTopic, err)
 	}
@@ -522,8 +580,16 @@ type snapshot struct {
 	InFlight int64 `json:"in_flight"`
 	Parked   int64 `json:"parked"`
 	Metrics  struct {
-		HeapBytes    float64 `json:"go.heap_objects_bytes"`
-		GoTotalBytes float64 `json:"go.total_bytes"`
+		HeapBytes        float64 `json:"go.heap_objects_bytes"`
+		GoTotalBytes     float64 `json:"go.total_bytes"`
+		Late             int64   `json:"distributor.late_results"`
+		ScoresStale      int64   `json:"enrich.scores.stale"`
+		ScoresDeadline   int64   `json:"enrich.scores.deadline"`
+		ScoresOverloaded int64   `json:"enrich.scores.overloaded"`
+		ScoresCut        int64   `json:"enrich.scores.cut"`
+		ScoresLatency    struct {
+			Count int64 `json:"count"`
+		} `json:"enrich.scores.latency"`
 	} `json:"metrics"`
 }
 
@@ -615,7 +681,9 @@ func preload(brokers, topic string, n int64, eventBytes int) (float64, error) {
 // lost (never seen) and duplicated (extra copies). Latency is the output
 // record's timestamp (the sink producer's send time; bend does not carry the
 // input timestamp) minus the event's created_at.
-func verify(brokers, topic string, want int64, from, steadyFrom time.Time) (n, lost, dup int64, lat, steady map[string]float64, err error) {
+// verify reads topic and counts the ids act-1..act-want; each, if set, sees
+// every record (from several goroutines at once).
+func verify(brokers, topic string, want int64, from, steadyFrom time.Time, each func(id string, v []byte)) (n, lost, dup int64, lat, steady map[string]float64, err error) {
 	client, err := sarama.NewClient([]string{brokers}, saramaConfig())
 	if err != nil {
 		return 0, 0, 0, nil, nil, err
@@ -660,6 +728,9 @@ func verify(brokers, topic string, want int64, from, steadyFrom time.Time) (n, l
 				select {
 				case m := <-pc.Messages():
 					id, created := benchkit.Fields(m.Value)
+					if each != nil {
+						each(id, m.Value)
+					}
 					num, perr := strconv.ParseInt(strings.TrimPrefix(id, "act-"), 10, 64)
 					mu.Lock()
 					n++
@@ -721,10 +792,31 @@ func percentiles(lats []float64) map[string]float64 {
 	return map[string]float64{"p50": q(0.5), "p99": q(0.99), "p99.9": q(0.999), "max": q(1), "count": float64(len(lats))}
 }
 
-// activeCounter tracks the lookup server's concurrent requests.
+// activeCounter tracks the lookup server's requests: concurrent ones, and
+// the ids it answered.
 type activeCounter struct {
 	mu       sync.Mutex
 	cur, top int64
+	requests atomic.Int64
+	answered []string
+}
+
+func (a *activeCounter) answer(id string) {
+	a.mu.Lock()
+	a.answered = append(a.answered, id)
+	a.mu.Unlock()
+}
+
+func (a *activeCounter) answeredCount() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return int64(len(a.answered))
+}
+
+func (a *activeCounter) answeredIDs() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.answered)
 }
 
 func (a *activeCounter) add(d int64) {
@@ -748,13 +840,19 @@ func lookupServer(delay time.Duration) (string, *activeCounter, func()) {
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.add(1)
 		defer a.add(-1)
+		a.requests.Add(1)
 		select {
 		case <-time.After(delay):
 		case <-r.Context().Done():
 			return
 		}
+		if r.Context().Err() != nil {
+			return // the client gave up as the delay ended
+		}
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"score":0.5,"tier":"gold"}`)
+		if _, err := io.WriteString(w, `{"score":0.5,"tier":"gold"}`); err == nil {
+			a.answer(strings.TrimPrefix(r.URL.Path, "/scores/"))
+		}
 	})}
 	go func() {
 		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
