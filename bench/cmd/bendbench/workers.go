@@ -52,7 +52,7 @@ type wkRun struct {
 	// server, sink) and all workers together.
 	ServerCPU float64 `json:"server_cpu_s_per_million"`
 	WorkerCPU float64 `json:"worker_cpu_s_per_million"`
-	Expired int64 `json:"leases_expired"`
+	Expired   int64   `json:"leases_expired"`
 	// For the kill run: tasks/s in the 5 s before the kill, the 5 s after
 	// it, and the 5 s after the replacement started; and the seconds from
 	// the kill; and the lowest full second in the 10 s after the kill (the
