@@ -33,6 +33,7 @@ var (
 	wkEvents     = flag.Int64("workers-events", 120000, "workers: records preloaded and drained per run")
 	wkGoroutines = flag.Int("workers-goroutines", 16, "workers: goroutines per `bend work` process (--workers)")
 	wkBatch      = flag.Int("workers-batch", 64, "workers: tasks leased at once per goroutine (--batch)")
+	wkEnricher   = flag.String("workers-enricher", "lookup", "workers: lookup (an HTTP call answering after --workers-lookup) or noop (no work: the task server's own cost)")
 	wkLookup     = flag.Duration("workers-lookup", 2*time.Millisecond, "workers: the lookup service's answer time")
 )
 
@@ -41,6 +42,7 @@ type wkRun struct {
 	Workers    int     `json:"workers"`    // `bend work` processes
 	Goroutines int     `json:"goroutines"` // per process
 	Kill       bool    `json:"kill"`       // one worker SIGKILLed, a new one started
+	Enricher   string  `json:"enricher"`   // lookup or noop
 	Events     int64   `json:"events"`
 	Output     int64   `json:"output"`
 	Lost       int64   `json:"lost"`
@@ -108,7 +110,7 @@ func runWorkers(brokers, bin, work, out string) error {
 	}
 	runs = append(runs, r)
 	b, _ := json.MarshalIndent(runs, "", "  ")
-	if err := os.WriteFile(filepath.Join(out, "workers.json"), b, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(out, "workers-"+*wkEnricher+".json"), b, 0o644); err != nil {
 		return err
 	}
 	fmt.Print(wkTable(runs))
@@ -116,7 +118,7 @@ func runWorkers(brokers, bin, work, out string) error {
 }
 
 func wkRunOne(brokers, bin, work, in, lookupURL string, k int, kill bool) (wkRun, error) {
-	r := wkRun{Workers: k, Goroutines: *wkGoroutines, Kill: kill, Events: *wkEvents, LoadAverages: loadavg()}
+	r := wkRun{Enricher: *wkEnricher, Workers: k, Goroutines: *wkGoroutines, Kill: kill, Events: *wkEvents, LoadAverages: loadavg()}
 	tag := fmt.Sprintf("workers%d.%d", k, time.Now().UnixNano())
 	if kill {
 		tag = "kill" + tag
@@ -305,6 +307,21 @@ func rawMetrics(url string) (map[string]float64, error) {
 }
 
 func wkConfig(brokers, in, out, dlq, group, admin, tasks, lookupURL string) string {
+	enricher := fmt.Sprintf(`    - name: scores
+      type: lookup
+      required: true
+      timeout: 1s
+      max_attempts: 1000
+      lookup:
+        url: %q
+`, lookupURL+"/scores/{id}")
+	if *wkEnricher == "noop" {
+		enricher = `    - name: noop
+      type: noop
+      required: true
+      max_attempts: 1000
+`
+	}
 	return fmt.Sprintf(`kafka:
   brokers: [%q]
   topics: {input: %q, output: %q, dead_letter: %q, partitions: 8, replication_factor: 1}
@@ -323,20 +340,13 @@ enrich:
     lease: 3s
     max_batch: 256
   enrichers:
-    - name: scores
-      type: lookup
-      required: true
-      timeout: 1s
-      max_attempts: 1000
-      lookup:
-        url: %q
-sink:
+%ssink:
   kafka: {enabled: true, max_in_flight: 8192, compression: lz4, linger: 5ms, batch_bytes: 1048576}
 admin:
   addr: %q
 progress: 0s
 shutdown_timeout: 30s
-`, brokers, in, out, dlq, group, tasks, lookupURL+"/scores/{id}", admin)
+`, brokers, in, out, dlq, group, tasks, enricher, admin)
 }
 
 func wkTable(runs []wkRun) string {
