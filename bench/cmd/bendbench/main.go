@@ -9,7 +9,7 @@
 //
 //	go run ./bench/cmd/bendbench [flags] SCENARIO...
 //
-// Scenarios: bare (the baseline consume-produce loop, run in-process; see bare.go), steady, steady40, steady60, spike, seedspike, spikecap, drain, iobound, zipf, bigevents, bigevents512, slowenrich (see scenarios below). Without
+// Scenarios: bare (the baseline consume-produce loop, run in-process; see bare.go), steady, steady40, steady60, spike, seedspike, spikecap, drain, iobound, zipf, bigevents, bigevents512, slowenrich (see scenarios below), scaleout (scaleout.go), workers (remote `bend work` processes at scale; workers.go). Without
 // --brokers it starts a broker with scripts/kafka (state in --kafka-state) and
 // stops it at the end.
 package main
@@ -177,7 +177,7 @@ func main() {
 		names = []string{"steady", "steady40", "spike", "spikecap", "drain", "iobound", "zipf"}
 	}
 	for _, n := range names {
-		if _, ok := scenarios[n]; !ok && n != "bare" && n != "scaleout" {
+		if _, ok := scenarios[n]; !ok && n != "bare" && n != "scaleout" && n != "workers" {
 			log.Fatalf("unknown scenario %q", n)
 		}
 	}
@@ -216,6 +216,10 @@ func main() {
 	for _, n := range names {
 		if n == "scaleout" { // several bend processes: scaleout.go
 			must(runScaleout(addr, bin, *work, *out))
+			continue
+		}
+		if n == "workers" { // remote `bend work` processes at scale: workers.go
+			must(runWorkers(addr, bin, *work, *out))
 			continue
 		}
 		if n == "bare" { // the baseline loop for drain's ratios (bare.go)
