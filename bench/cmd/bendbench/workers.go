@@ -266,7 +266,7 @@ func wkRunOne(brokers, bin, work, in, lookupURL string, k int, kill bool) (wkRun
 			}
 		}
 	}
-	got, lost, dup, _, _, err := verify(brokers, outTopic, *wkEvents, time.Time{}, time.Time{})
+	got, lost, dup, _, _, err := verify(brokers, outTopic, *wkEvents, time.Time{}, time.Time{}, nil)
 	if err != nil {
 		return r, err
 	}
