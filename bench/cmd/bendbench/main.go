@@ -684,9 +684,8 @@ func preload(brokers, topic string, n int64, eventBytes int) (float64, error) {
 // verify reads the whole output topic and counts the ids act-1..act-want:
 // lost (never seen) and duplicated (extra copies). Latency is the output
 // record's timestamp (the sink producer's send time; bend does not carry the
-// input timestamp) minus the event's created_at.
-// verify reads topic and counts the ids act-1..act-want; each, if set, sees
-// every record (from several goroutines at once).
+// input timestamp) minus the event's created_at. each, if set, sees every
+// record (from several goroutines at once).
 func verify(brokers, topic string, want int64, from, steadyFrom time.Time, each func(id string, v []byte)) (n, lost, dup int64, lat, steady map[string]float64, err error) {
 	client, err := sarama.NewClient([]string{brokers}, saramaConfig())
 	if err != nil {
