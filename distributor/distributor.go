@@ -38,6 +38,8 @@
 //	                          required enricher, activities it holds
 //	distributor.lag           gauge: records between the commit watermarks and the log-end
 //	                          offsets of owned partitions (refreshed every distributor.lag_refresh)
+//	distributor.replay.resets counter of partitions whose offsets a replay while running reset
+//	distributor.replay.paused gauge: 1 while a replay holds intake paused
 //	distributor.budget.{used,cap}  gauges: bytes of distributor.memory_budget taken by records in flight
 //	distributor.partition.TOPIC.P.{lag,watermark,in_flight,buffered}
 //	                          gauges per owned partition: lag, next offset to commit,
@@ -112,6 +114,10 @@ type Distributor struct {
 	// their activity emitted, or (optional) its deadline would pass first.
 	retriesDropped metrics.Counter
 	overloaded     metrics.Counter
+
+	rp           replayState // replay while running (replay.go)
+	replays      metrics.Counter
+	replayPaused metrics.Gauge
 }
 
 // New builds a distributor reading topics from brokers. Enrichment tasks go
@@ -153,6 +159,8 @@ func New(cfg Config, brokers []string, sc *sarama.Config, topics []string, enric
 	d.share = int64(cap(work)) / int64(max(nq, 1))
 	d.share = max(d.share, 1)
 	d.overloaded = metrics.GetOrRegisterCounter(metricnames.DistributorOverloaded, reg)
+	d.replays = metrics.GetOrRegisterCounter(metricnames.DistributorReplayResets, reg)
+	d.replayPaused = metrics.GetOrRegisterGauge(metricnames.DistributorReplayPaused, reg)
 	d.delay.Store(int64(cfg.Delay))
 	reg.GetOrRegister(metricnames.DistributorLag, metrics.NewFunctionalGauge(d.Lag))
 	reg.GetOrRegister(metricnames.DelayQueueLen, metrics.NewFunctionalGauge(func() int64 { return int64(dq.Len()) }))
@@ -275,13 +283,21 @@ func (d *Distributor) consume(ctx, intake context.Context, group sarama.Consumer
 	defer stop()
 	h := &handler{d: d, hard: ctx.Done()}
 	for sessCtx.Err() == nil {
-		err := group.Consume(sessCtx, d.topics, h)
+		// A replay ends one session (replay.go) to restart every claim
+		// from the reset offsets; the loop then rejoins.
+		one, end := context.WithCancel(sessCtx)
+		d.rp.setSession(end)
+		err := group.Consume(one, d.topics, h)
+		ended := one.Err() != nil && sessCtx.Err() == nil
+		end()
 		if err != nil {
 			d.ready.Store(false) // until the next session is set up
 		}
 		switch {
 		case errors.Is(err, sarama.ErrClosedConsumerGroup):
 			return nil
+		case ended:
+			d.log.Info("group session ended for a replay; rejoining")
 		case err != nil:
 			d.log.WithError(err).Warn("consumer group session failed; rejoining")
 			select {
@@ -344,7 +360,12 @@ type handler struct {
 }
 
 // Setup marks the distributor ready: the group has been joined.
-func (h *handler) Setup(sarama.ConsumerGroupSession) error   { h.d.ready.Store(true); return nil }
+func (h *handler) Setup(s sarama.ConsumerGroupSession) error {
+	h.d.rp.setup(s)
+	h.d.ready.Store(true)
+	return nil
+}
+
 func (h *handler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
 // ConsumeClaim reads one partition until the claim ends, then drains it.
@@ -389,7 +410,12 @@ read:
 			if !ok {
 				break read
 			}
-			if err = d.handle(ctx, cs, m); err != nil {
+			if !d.rp.enter(ctx, cs) { // paused by a replay, then reset or ended
+				break read
+			}
+			err = d.handle(ctx, cs, m)
+			cs.busy.Store(false)
+			if err != nil {
 				break read
 			}
 		case <-ctx.Done():
