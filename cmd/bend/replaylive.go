@@ -119,9 +119,9 @@ func replayLive(ctx context.Context, brokers []string, sc *sarama.Config, o repl
 			in.paused = false
 		}
 		if cause != nil {
-			return errors.Join(append([]error{cause}, errs...)...)
+			errs = append([]error{cause}, errs...)
 		}
-		return errors.Join(errs...)
+		return joinLine(errs)
 	}
 
 	// Phase 1: pause every instance, in parallel (each drains for up to
@@ -139,7 +139,7 @@ func replayLive(ctx context.Context, brokers []string, sc *sarama.Config, o repl
 		})
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := joinLine(errs); err != nil {
 		return resumeAll(fmt.Errorf("replay: pausing: %w; every paused instance resumed, nothing changed", err))
 	}
 	if err := checkCoverage(adm, o, parts, insts); err != nil {
@@ -279,6 +279,21 @@ func verifyPlan(adm sarama.ClusterAdmin, o replayOptions, parts []int32, plan []
 		}
 	}
 	return nil
+}
+
+// joinLine joins the non-nil errors on one line, so that the CLI prints
+// one error line however many instances failed.
+func joinLine(errs []error) error {
+	var msgs []string
+	for _, err := range errs {
+		if err != nil {
+			msgs = append(msgs, err.Error())
+		}
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(msgs, "; "))
 }
 
 func orNone(s []string) string {
