@@ -260,13 +260,17 @@ func TestReplayWhileRunning(t *testing.T) {
 	if err := os.WriteFile(cliCfg, []byte("admin: {addr: \"\"}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cli := func(args ...string) (code int, stdout, stderr string) {
+	cliTo := func(admins []string, args ...string) (code int, stdout, stderr string) {
 		var o, e bytes.Buffer
 		args = append([]string{"replay", "--config", cliCfg, "--brokers", strings.Join(brokers, ","), "--group", group,
-			"--topic", in, "--admin", a.url, "--admin", b.url}, args...)
+			"--topic", in}, args...)
+		for _, u := range admins {
+			args = append(args, "--admin", u)
+		}
 		code = execute(args, &o, &e)
 		return code, o.String(), e.String()
 	}
+	cli := func(args ...string) (code int, stdout, stderr string) { return cliTo([]string{a.url, b.url}, args...) }
 	ago := func() string { return fmt.Sprintf("%dms", time.Since(from).Milliseconds()+1) }
 
 	// A wrong token: refused, printed once, nobody left paused.
@@ -282,6 +286,17 @@ func TestReplayWhileRunning(t *testing.T) {
 		if st := replayStatus(t, in.url, token); st.Paused {
 			t.Errorf("%s paused after a refused replay: %+v", in.url, st)
 		}
+	}
+
+	// Naming one instance of two: refused after the pause (the other
+	// member owns partitions), and the one paused is resumed unchanged.
+	code, _, stderr = cliTo([]string{a.url}, "--to", ago(), "--token", token)
+	if code != 1 || strings.Count(stderr, "bend: ") != 1 || !strings.Contains(stderr, "are not the whole group") {
+		t.Errorf("replay naming one of two instances: exit %d, stderr %q", code, stderr)
+	}
+	t.Logf("one of two instances: %s", strings.TrimSpace(stderr))
+	if st := replayStatus(t, a.url, token); st.Paused {
+		t.Errorf("%s still paused after a refused replay: %+v", a.url, st)
 	}
 
 	// A dry run: the plan and both instances reading, nothing paused.
