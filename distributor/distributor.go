@@ -410,7 +410,7 @@ read:
 			if !ok {
 				break read
 			}
-			if !d.rp.enter(ctx, cs) { // paused by a replay, then reset or ended
+			if !d.rp.enter(ctx, cs, claim.Messages()) { // paused by a replay: the session ends at its resume
 				break read
 			}
 			err = d.handle(ctx, cs, m)

@@ -41,27 +41,31 @@ type replayState struct {
 	sess       sarama.ConsumerGroupSession // the latest session set up
 }
 
-// enter is called by a claim's read loop before it handles a record. It
-// returns at once while reading is open. While paused it waits for the
-// resume and returns true, or false when ctx ends first or the claim was
-// reset meanwhile (the record must not be handled: the claim ends and the
-// partition is read again from the reset offset). The caller clears
-// cs.busy after handle.
-func (r *replayState) enter(ctx context.Context, cs *claimState) bool {
+// enter is called by a claim's read loop before it handles a record m
+// received from msgs. It returns true at once while reading is open.
+// While paused it returns false, and m must not be handled: the claim then
+// drops m and every record fetched after it, watching msgs only to notice
+// a revocation, until ctx ends, msgs closes or the pause ends. A resume
+// ends the group session first, so the claim ends and the next session
+// reads the dropped records again from the committed offset. The caller
+// clears cs.busy after handle.
+func (r *replayState) enter(ctx context.Context, cs *claimState, msgs <-chan *sarama.ConsumerMessage) bool {
+	cs.busy.Store(true)
+	g := r.gate.Load()
+	if g == nil {
+		return true
+	}
+	cs.busy.Store(false)
 	for {
-		cs.busy.Store(true)
-		g := r.gate.Load()
-		if g == nil {
-			return true
-		}
-		cs.busy.Store(false)
 		select {
 		case <-*g:
+			return false
 		case <-ctx.Done():
 			return false
-		}
-		if cs.isFenced() {
-			return false
+		case _, ok := <-msgs:
+			if !ok { // revoked during the pause
+				return false
+			}
 		}
 	}
 }
@@ -264,10 +268,11 @@ func (d *Distributor) ReplayReset(req replay.ResetRequest) (replay.ResetAnswer, 
 	return a, nil
 }
 
-// ReplayResume ends a replay's pause. After a reset it first ends the
-// current group session: its claims return, sarama rejoins the group,
-// and the new claims start from the committed (reset) offsets. The pause
-// must be held by req.ID, else replay.ErrNotPaused. Safe for concurrent use.
+// ReplayResume ends a replay's pause. It first ends the current group
+// session: its claims return, sarama rejoins the group, and the new claims
+// start from the committed offsets, reset or not (the records a paused
+// claim fetched were dropped and are read again from there). The pause must
+// be held by req.ID, else replay.ErrNotPaused. Safe for concurrent use.
 func (d *Distributor) ReplayResume(req replay.ResumeRequest) (replay.ResumeAnswer, error) {
 	r := &d.rp
 	r.mu.Lock()
@@ -297,13 +302,14 @@ func (r *replayState) resumeLocked(d *Distributor) replay.ResumeAnswer {
 		r.lease.Stop()
 		r.lease = nil
 	}
-	a := replay.ResumeAnswer{Rejoined: r.reset}
-	// End the session before opening the gate, so that no claim reads a
-	// record from its old position after its offset was reset.
-	if r.reset && r.endSession != nil {
+	// End the session before opening the gate, so that no claim reads on
+	// from its old position: after a reset, or past the records it dropped
+	// while paused.
+	a := replay.ResumeAnswer{Rejoined: r.endSession != nil}
+	if r.endSession != nil {
 		r.endSession()
 	}
-	d.log.WithField("replay", r.id).WithField("rejoin", r.reset).Info("replay: resuming intake")
+	d.log.WithField("replay", r.id).WithField("reset", r.reset).Info("replay: resuming intake; rejoining the group")
 	r.id, r.reset = "", false
 	if g := r.gate.Swap(nil); g != nil {
 		close(*g)
