@@ -42,27 +42,51 @@ type replayState struct {
 }
 
 // enter is called by a claim's read loop before it handles a record m
-// received from msgs. It returns true at once while reading is open.
-// While paused it returns false, and m must not be handled: the claim then
-// drops m and every record fetched after it, watching msgs only to notice
-// a revocation, until ctx ends, msgs closes or the pause ends. A resume
-// ends the group session first, so the claim ends and the next session
-// reads the dropped records again from the committed offset. The caller
-// clears cs.busy after handle.
+// received from msgs. It returns true at once while reading is open, and
+// after a pause that left the claim as it was. It returns false, and m
+// must not be handled (the claim ends; the partition is read again from
+// the committed offset), when ctx ends, the claim was reset, or a
+// rebalance happened during the pause. The caller clears cs.busy after
+// handle.
+//
+// While paused the claim does not receive, so m and what sarama fetched
+// after it wait. But sarama tells a claim it is revoked only by closing
+// msgs, and waits for its return up to the rebalance timeout before ending
+// the whole session; so when the session's generation changes during the
+// pause (a rebalance), the claim starts receiving and dropping records,
+// to see msgs close at once if it is revoked. A claim that dropped records
+// ends at the resume, which ends the session: the next one reads them again.
 func (r *replayState) enter(ctx context.Context, cs *claimState, msgs <-chan *sarama.ConsumerMessage) bool {
-	cs.busy.Store(true)
-	g := r.gate.Load()
-	if g == nil {
-		return true
+	for {
+		cs.busy.Store(true)
+		g := r.gate.Load()
+		if g == nil {
+			return true
+		}
+		cs.busy.Store(false)
+		if !r.wait(ctx, cs, *g, msgs) {
+			return false
+		}
 	}
-	cs.busy.Store(false)
+}
+
+// wait waits out one pause (gate closes at its end); see enter.
+func (r *replayState) wait(ctx context.Context, cs *claimState, gate <-chan struct{}, msgs <-chan *sarama.ConsumerMessage) bool {
+	gen := cs.sess.GenerationID()
+	tk := time.NewTicker(50 * time.Millisecond)
+	defer tk.Stop()
+	var drop <-chan *sarama.ConsumerMessage // msgs, once a rebalance happened
 	for {
 		select {
-		case <-*g:
-			return false
+		case <-gate:
+			return ctx.Err() == nil && !cs.isFenced() && drop == nil
 		case <-ctx.Done():
 			return false
-		case _, ok := <-msgs:
+		case <-tk.C:
+			if drop == nil && cs.sess.GenerationID() != gen {
+				drop = msgs
+			}
+		case _, ok := <-drop:
 			if !ok { // revoked during the pause
 				return false
 			}
@@ -268,11 +292,11 @@ func (d *Distributor) ReplayReset(req replay.ResetRequest) (replay.ResetAnswer, 
 	return a, nil
 }
 
-// ReplayResume ends a replay's pause. It first ends the current group
-// session: its claims return, sarama rejoins the group, and the new claims
-// start from the committed offsets, reset or not (the records a paused
-// claim fetched were dropped and are read again from there). The pause must
-// be held by req.ID, else replay.ErrNotPaused. Safe for concurrent use.
+// ReplayResume ends a replay's pause. After a reset it first ends the
+// current group session: its claims return, sarama rejoins the group, and
+// the new claims start from the committed (reset) offsets. Without a reset
+// the claims read on from where they stopped. The pause must be held by
+// req.ID, else replay.ErrNotPaused. Safe for concurrent use.
 func (d *Distributor) ReplayResume(req replay.ResumeRequest) (replay.ResumeAnswer, error) {
 	r := &d.rp
 	r.mu.Lock()
@@ -303,13 +327,12 @@ func (r *replayState) resumeLocked(d *Distributor) replay.ResumeAnswer {
 		r.lease = nil
 	}
 	// End the session before opening the gate, so that no claim reads on
-	// from its old position: after a reset, or past the records it dropped
-	// while paused.
-	a := replay.ResumeAnswer{Rejoined: r.endSession != nil}
-	if r.endSession != nil {
+	// from its old position after its offset was reset.
+	a := replay.ResumeAnswer{Rejoined: r.reset && r.endSession != nil}
+	if a.Rejoined {
 		r.endSession()
 	}
-	d.log.WithField("replay", r.id).WithField("reset", r.reset).Info("replay: resuming intake; rejoining the group")
+	d.log.WithField("replay", r.id).WithField("reset", r.reset).Info("replay: resuming intake")
 	r.id, r.reset = "", false
 	if g := r.gate.Swap(nil); g != nil {
 		close(*g)

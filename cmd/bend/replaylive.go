@@ -125,25 +125,45 @@ func replayLive(ctx context.Context, brokers []string, sc *sarama.Config, o repl
 	}
 
 	// Phase 1: pause every instance, in parallel (each drains for up to
-	// its distributor.drain_timeout).
-	var wg sync.WaitGroup
-	errs := make([]error, len(insts))
-	for i, in := range insts {
-		wg.Go(func() {
-			req := rp.PauseRequest{ID: id, LeaseMillis: lo.lease.Milliseconds()}
-			err := call(ctx, hc, lo.token, http.MethodPost, in.url, "/admin/replay/pause", req, &in.answer)
-			if err == nil {
-				in.paused = true
-			}
-			errs[i] = err
-		})
+	// its distributor.drain_timeout). A group in the middle of a rebalance
+	// (one just ended, an instance starting) has partitions nobody claims
+	// yet: the pause is asked again, with the same id (it renews), until
+	// the instances cover the group or --timeout passes. The rebalance
+	// goes on while they are paused; the new claims wait at the gate.
+	pauseAll := func() error {
+		var wg sync.WaitGroup
+		errs := make([]error, len(insts))
+		for i, in := range insts {
+			wg.Go(func() {
+				req := rp.PauseRequest{ID: id, LeaseMillis: lo.lease.Milliseconds()}
+				var a rp.PauseAnswer
+				err := call(ctx, hc, lo.token, http.MethodPost, in.url, "/admin/replay/pause", req, &a)
+				if err == nil {
+					in.paused, in.answer = true, a
+				}
+				errs[i] = err
+			})
+		}
+		wg.Wait()
+		return joinLine(errs)
 	}
-	wg.Wait()
-	if err := joinLine(errs); err != nil {
-		return resumeAll(fmt.Errorf("replay: pausing: %w; every paused instance resumed, nothing changed", err))
-	}
-	if err := checkCoverage(adm, o, parts, insts); err != nil {
-		return resumeAll(fmt.Errorf("%w; every instance resumed, nothing changed", err))
+	deadline := time.Now().Add(lo.timeout)
+	for {
+		if err := pauseAll(); err != nil {
+			return resumeAll(fmt.Errorf("replay: pausing: %w; every paused instance resumed, nothing changed", err))
+		}
+		settling, err := checkCoverage(adm, o, parts, insts)
+		if err == nil {
+			break
+		}
+		if !settling || time.Now().After(deadline) {
+			return resumeAll(fmt.Errorf("%w; every instance resumed, nothing changed", err))
+		}
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			return resumeAll(fmt.Errorf("replay: %w; every instance resumed, nothing changed", ctx.Err()))
+		}
 	}
 
 	// Phase 2: plan from what the paused instances committed, then apply.
@@ -221,8 +241,10 @@ func livePlan(client sarama.Client, adm sarama.ClusterAdmin, o replayOptions, pa
 
 // checkCoverage checks that the paused instances are the whole group:
 // every partition of the topic is owned by exactly one of them, and every
-// member of the group is one of them.
-func checkCoverage(adm sarama.ClusterAdmin, o replayOptions, parts []int32, insts []*instance) error {
+// member of the group is one of them. settling reports whether waiting may
+// mend it: the group is rebalancing, or only partitions are amiss (claims
+// not started yet), not members.
+func checkCoverage(adm sarama.ClusterAdmin, o replayOptions, parts []int32, insts []*instance) (settling bool, err error) {
 	owner := map[int32][]string{}
 	members := map[string]bool{}
 	for _, in := range insts {
@@ -246,21 +268,26 @@ func checkCoverage(adm sarama.ClusterAdmin, o replayOptions, parts []int32, inst
 	}
 	descs, err := adm.DescribeConsumerGroups([]string{o.group})
 	if err != nil {
-		return fmt.Errorf("replay: describing group %s: %w", o.group, err)
+		return false, fmt.Errorf("replay: describing group %s: %w", o.group, err)
 	}
+	settling = true
 	for _, d := range descs {
+		if d.State != "Stable" {
+			continue
+		}
 		for mid, m := range d.Members {
 			if !members[mid] {
 				problems = append(problems, fmt.Sprintf("member %s (%s) is not one of them", mid, m.ClientHost))
+				settling = false
 			}
 		}
 	}
 	if len(problems) > 0 {
 		slices.Sort(problems)
-		return fmt.Errorf("replay: the %d instance(s) named are not the whole group %s: %s; name every running bend with --admin",
+		return settling, fmt.Errorf("replay: the %d instance(s) named are not the whole group %s: %s; name every running bend with --admin",
 			len(insts), o.group, strings.Join(problems, "; "))
 	}
-	return nil
+	return false, nil
 }
 
 // verifyPlan reads the committed offsets back and compares them with plan.

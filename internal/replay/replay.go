@@ -46,9 +46,9 @@ type ResetAnswer struct {
 	Reset []Partition `json:"reset"`
 }
 
-// ResumeRequest ends a pause. The instance ends its group session and
-// rejoins, so every claim restarts from the committed (maybe reset)
-// offsets: a paused claim drops what it fetched, to read it again from there.
+// ResumeRequest ends a pause. After a reset the instance ends its group
+// session and rejoins, so every claim restarts from the committed (reset)
+// offsets; without one it reads on from where it stopped.
 type ResumeRequest struct {
 	ID string `json:"id"`
 }
