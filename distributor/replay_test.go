@@ -107,3 +107,59 @@ func TestReplayPauseResetResume(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 }
+
+// TestReplayPauseSurvivesRebalance pauses one member, then a second member
+// joins: the paused claims must let their partitions go at once (they
+// watch for the revocation), not after the rebalance timeout, and after the
+// resume every record is emitted by one member or the other.
+func TestReplayPauseSurvivesRebalance(t *testing.T) {
+	brokers := kafkatest.Brokers(t)
+	topic := kafkatest.CreateTopic(t, brokers, 4)
+	const n = 1000
+	produce(t, brokers, topic, 1, n, byIndex)
+	o := defaultOpts(t)
+	// A claim that missed its revocation would hold the rebalance for
+	// drain_timeout + 5s: make that far longer than the wait below.
+	o.cfg.DrainTimeout = 40 * time.Second
+	ca := newCollector()
+	pa := startPipeline(t, brokers, topic, o, ca)
+	eventually(t, 60*time.Second, "every id emitted by the first member", func() bool { return ca.distinct() == n })
+	if _, err := pa.d.ReplayPause(context.Background(), replay.PauseRequest{ID: "r", LeaseMillis: 120_000}); err != nil {
+		t.Fatalf("pause: %v", err)
+	}
+	produce(t, brokers, topic, n+1, n, byIndex)
+	cb := newCollector()
+	joined := time.Now()
+	pb := startPipeline(t, brokers, topic, o, cb)
+	eventually(t, 30*time.Second, "the second member to emit records of partitions taken from the paused one", func() bool { return cb.distinct() > 0 })
+	t.Logf("the joining member emitted its first record %s after it started", time.Since(joined).Round(time.Millisecond))
+	if _, err := pa.d.ReplayResume(replay.ResumeRequest{ID: "r"}); err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	eventually(t, 90*time.Second, "every id emitted by one member or the other", func() bool {
+		ca.mu.Lock()
+		defer ca.mu.Unlock()
+		cb.mu.Lock()
+		defer cb.mu.Unlock()
+		for i := 1; i <= 2*n; i++ {
+			id := fmt.Sprintf("act-%d", i)
+			if ca.ids[id]+cb.ids[id] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for _, p := range []*pipeline{pa, pb} {
+		select {
+		case err := <-p.done:
+			t.Fatalf("Run returned: %v", err)
+		default:
+		}
+	}
+	if err := pb.shutdown(t); err != nil {
+		t.Fatalf("second member: %v", err)
+	}
+	if err := pa.shutdown(t); err != nil {
+		t.Fatalf("first member: %v", err)
+	}
+}
