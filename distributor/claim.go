@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -22,6 +23,9 @@ type claimState struct {
 	partition int32
 	slots     *semaphore.Weighted // caps the window (distributor.max_partition_in_flight)
 	group     *sarama.ConsumerGroupMetadata
+	// busy is set by the read loop from before it checks the replay gate
+	// until handle returns (replay.go).
+	busy atomic.Bool
 
 	mu      sync.Mutex
 	w       *window
@@ -268,4 +272,18 @@ func (cs *claimState) lag() int64 {
 		return 0
 	}
 	return hwm - pos
+}
+
+// position is where the claim would resume: its watermark, else the first
+// offset read, else the offset it started at.
+func (cs *claimState) position() int64 {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	switch {
+	case cs.w.next >= 0:
+		return cs.w.next
+	case cs.start >= 0:
+		return cs.start
+	}
+	return cs.claim.InitialOffset()
 }

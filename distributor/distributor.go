@@ -36,6 +36,8 @@
 //	                          missing, reason "overloaded")
 //	distributor.lag           gauge: records between the commit watermarks and the log-end
 //	                          offsets of owned partitions (refreshed every distributor.lag_refresh)
+//	distributor.replay.resets counter of partitions whose offsets a replay while running reset
+//	distributor.replay.paused gauge: 1 while a replay holds intake paused
 //	distributor.budget.{used,cap}  gauges: bytes of distributor.memory_budget taken by records in flight
 //	distributor.partition.TOPIC.P.{lag,watermark,in_flight,buffered}
 //	                          gauges per owned partition: lag, next offset to commit,
@@ -107,6 +109,10 @@ type Distributor struct {
 	// their activity emitted, or (optional) its deadline would pass first.
 	retriesDropped metrics.Counter
 	overloaded     metrics.Counter
+
+	rp           replayState // replay while running (replay.go)
+	replays      metrics.Counter
+	replayPaused metrics.Gauge
 }
 
 // New builds a distributor reading topics from brokers. Enrichment tasks go
@@ -141,6 +147,8 @@ func New(cfg Config, brokers []string, sc *sarama.Config, topics []string, enric
 		d.inline = append(d.inline, e.Inline())
 	}
 	d.overloaded = metrics.GetOrRegisterCounter(metricnames.DistributorOverloaded, reg)
+	d.replays = metrics.GetOrRegisterCounter(metricnames.DistributorReplayResets, reg)
+	d.replayPaused = metrics.GetOrRegisterGauge(metricnames.DistributorReplayPaused, reg)
 	d.delay.Store(int64(cfg.Delay))
 	reg.GetOrRegister(metricnames.DistributorLag, metrics.NewFunctionalGauge(d.Lag))
 	reg.GetOrRegister(metricnames.DelayQueueLen, metrics.NewFunctionalGauge(func() int64 { return int64(dq.Len()) }))
@@ -261,13 +269,21 @@ func (d *Distributor) consume(ctx, intake context.Context, group sarama.Consumer
 	defer stop()
 	h := &handler{d: d, hard: ctx.Done()}
 	for sessCtx.Err() == nil {
-		err := group.Consume(sessCtx, d.topics, h)
+		// A replay ends one session (replay.go) to restart every claim
+		// from the reset offsets; the loop then rejoins.
+		one, end := context.WithCancel(sessCtx)
+		d.rp.setSession(end)
+		err := group.Consume(one, d.topics, h)
+		ended := one.Err() != nil && sessCtx.Err() == nil
+		end()
 		if err != nil {
 			d.ready.Store(false) // until the next session is set up
 		}
 		switch {
 		case errors.Is(err, sarama.ErrClosedConsumerGroup):
 			return nil
+		case ended:
+			d.log.Info("group session ended for a replay; rejoining")
 		case err != nil:
 			d.log.WithError(err).Warn("consumer group session failed; rejoining")
 			select {
@@ -330,7 +346,12 @@ type handler struct {
 }
 
 // Setup marks the distributor ready: the group has been joined.
-func (h *handler) Setup(sarama.ConsumerGroupSession) error   { h.d.ready.Store(true); return nil }
+func (h *handler) Setup(s sarama.ConsumerGroupSession) error {
+	h.d.rp.setup(s)
+	h.d.ready.Store(true)
+	return nil
+}
+
 func (h *handler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
 // ConsumeClaim reads one partition until the claim ends, then drains it.
@@ -375,7 +396,12 @@ read:
 			if !ok {
 				break read
 			}
-			if err = d.handle(ctx, cs, m); err != nil {
+			if !d.rp.enter(ctx, cs, claim.Messages()) { // paused by a replay: the session ends at its resume
+				break read
+			}
+			err = d.handle(ctx, cs, m)
+			cs.busy.Store(false)
+			if err != nil {
 				break read
 			}
 		case <-ctx.Done():

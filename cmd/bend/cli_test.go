@@ -41,6 +41,9 @@ func TestErrorsPrintedOnce(t *testing.T) {
 		{"replay without --to", []string{"replay", "--config", memCfg}, `required flag(s) "to" not set`},
 		{"replay bad --to", []string{"replay", "--config", memCfg, "--to", "yesterday"}, `--to "yesterday"`},
 		{"replay without data dir", []string{"replay", "--config", memCfg, "--to", "earliest"}, "keeps no data directory"},
+		{"replay --live without an admin address", []string{"replay", "--config", memCfg, "--to", "15m", "--live"}, "admin.addr is off and no --admin"},
+		{"replay --admin without brokers", []string{"replay", "--config", memCfg, "--to", "15m", "--admin", "127.0.0.1:1"}, "give the running bend's embedded broker with --brokers"},
+		{"replay lease below timeout", []string{"replay", "--config", memCfg, "--to", "15m", "--lease", "1s"}, "--lease 1s must be at least --timeout 30s"},
 		{"firehose bad flags", []string{"firehose", "--rate", "-5"}, "--rate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -257,21 +257,34 @@ func commitPlan(client sarama.Client, o replayOptions, plan []replayMove) error 
 }
 
 func newReplayCmd(stdout io.Writer) *cobra.Command {
-	var group, topic, to string
-	var brokers []string
-	var dryRun bool
+	var group, topic, to, token string
+	var brokers, admins []string
+	var dryRun, live bool
+	var lease, timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "replay --to <time|duration|earliest|latest|offset N>",
-		Short: "Move the consumer group's committed offsets (bend must be stopped)",
+		Short: "Move the consumer group's offsets: of a stopped group, or of a running one (--live)",
 		Long: `Replay moves the consumer group's committed offsets on the input topic, so
-that the next bend run consumes again from there (or skips ahead). --to is
-earliest, latest, an RFC 3339 time (the first record at or after it), a
-duration meaning that long ago (15m), or "offset N" (clamped to the log).
+that bend consumes again from there (or skips ahead). --to is earliest,
+latest, an RFC 3339 time (the first record at or after it), a duration
+meaning that long ago (15m), or "offset N" (clamped to the log).
 
-It refuses while the group has active members: stop every bend of the group
-first. --dry-run prints the plan (per partition: current -> new) and changes
-nothing. With the embedded broker (kafka.brokers empty) it opens the broker's
-data directory itself.`,
+A stopped group's offsets are committed directly. A running group must move
+its own offsets (Kafka refuses commits from outside an active group): with
+--live, or --admin, or when the group turns out to be active, replay talks
+to the admin API of every running bend of the group (--admin, repeatable;
+default admin.addr) with the admin token (--token, default admin.token /
+BEND_ADMIN_TOKEN). Every instance pauses reading, drains and commits; the
+plan is computed from those offsets and printed; each instance commits the
+new offsets of its partitions, then rejoins the group and reads on from
+them, without a restart. Any failure resumes every instance; a pause also
+ends by itself when its --lease passes without word from this command.
+
+--dry-run prints the plan (per partition: current -> new) and changes
+nothing; with --live it also shows each instance's replay state. With the
+embedded broker (kafka.brokers empty) a stopped group's data directory is
+opened directly; a running one needs --brokers (its address is logged at
+start).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(cmd.Flag("config").Value.String())
@@ -282,6 +295,9 @@ data directory itself.`,
 			if err != nil {
 				return err
 			}
+			if lease < timeout {
+				return fmt.Errorf("--lease %s must be at least --timeout %s: an instance would resume while a phase may still run", lease, timeout)
+			}
 			o := replayOptions{group: group, topic: topic, to: target, dryRun: dryRun}
 			if o.group == "" {
 				o.group = cfg.Distributor.Group
@@ -289,10 +305,23 @@ data directory itself.`,
 			if o.topic == "" {
 				o.topic = cfg.Kafka.Topics.Input
 			}
+			live = live || len(admins) > 0
+			if live && len(admins) == 0 {
+				if cfg.Admin.Addr == "" {
+					return errors.New("replay --live: admin.addr is off and no --admin is given: name every running bend with --admin URL")
+				}
+				admins = []string{cfg.Admin.Addr}
+			}
+			if token == "" {
+				token = cfg.Admin.Token
+			}
 			if len(brokers) == 0 {
 				brokers = cfg.Kafka.Brokers
 			}
 			if len(brokers) == 0 {
+				if live {
+					return errors.New("replay --live: kafka.brokers is empty: give the running bend's embedded broker with --brokers (logged at start)")
+				}
 				b, err := openEmbedded(cfg)
 				if err != nil {
 					return err
@@ -304,7 +333,15 @@ data directory itself.`,
 			if err != nil {
 				return err
 			}
-			return replay(brokers, sc, o, stdout)
+			if !live {
+				err := replay(brokers, sc, o, stdout)
+				if !errors.Is(err, errGroupActive) || cfg.Admin.Addr == "" {
+					return err
+				}
+				admins = []string{cfg.Admin.Addr}
+				fmt.Fprintf(stdout, "group %s is active: replaying while it runs, through %s\n", o.group, adminURL(cfg.Admin.Addr))
+			}
+			return replayLive(cmd.Context(), brokers, sc, o, liveOptions{admins: admins, token: token, lease: lease, timeout: timeout}, stdout)
 		},
 	}
 	f := cmd.Flags()
@@ -313,6 +350,11 @@ data directory itself.`,
 	f.StringVar(&to, "to", "", "earliest, latest, RFC 3339 time, duration ago (15m) or \"offset N\"")
 	f.StringSliceVar(&brokers, "brokers", nil, "bootstrap brokers (default kafka.brokers; empty: the embedded broker's data directory)")
 	f.BoolVar(&dryRun, "dry-run", false, "print the plan, change nothing")
+	f.BoolVar(&live, "live", false, "replay while the group runs, through its instances' admin API")
+	f.StringArrayVar(&admins, "admin", nil, "admin server of a running bend of the group, http://host:port or host:port; repeat for every instance (implies --live; default admin.addr)")
+	f.StringVar(&token, "token", "", "the instances' admin token (default admin.token, BEND_ADMIN_TOKEN)")
+	f.DurationVar(&lease, "lease", time.Minute, "an instance resumes by itself when paused this long without word from the replay")
+	f.DurationVar(&timeout, "timeout", 30*time.Second, "bound of each phase's requests (a pause drains for up to distributor.drain_timeout)")
 	_ = cmd.MarkFlagRequired("to")
 	return cmd
 }

@@ -10,9 +10,15 @@
 //	GET  /healthz       200 while the process serves requests
 //	GET  /readyz        200 when bend is ready (Kafka reachable, consumer group joined), else 503
 //	POST /admin/reload  re-read the configuration file now, as SIGHUP does
+//	GET  /admin/replay         the replay-while-running state (paused, by which replay)
+//	POST /admin/replay/pause   stop reading, drain and commit; answer the owned partitions
+//	POST /admin/replay/reset   commit target offsets for the owned partitions (still paused)
+//	POST /admin/replay/resume  end the pause; after a reset, rejoin the group
 //	GET  /debug/pprof/  the Go profiler
 //
-// With admin.token set, the last two need "Authorization: Bearer <token>".
+// The replay endpoints are `bend replay --live`'s; their JSON messages are
+// internal/replay's, documented in docs/operating.md ("Replay while running").
+// With admin.token set, /admin/* and /debug/pprof/ need "Authorization: Bearer <token>".
 // Without a token they are served only when admin.addr is a loopback
 // address; on any other address they answer 403, so that an admin server
 // published beyond the host (a container's :9180) never offers
@@ -56,6 +62,7 @@ import (
 	"time"
 
 	"github.com/bendstream/bend/internal/metricnames"
+	"github.com/bendstream/bend/internal/replay"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	metrics "github.com/rcrowley/go-metrics"
@@ -80,9 +87,12 @@ type Config struct {
 	DrainTarget time.Duration `mapstructure:"drain_target"`
 }
 
-// maxHeaderBytes bounds a request's header; larger ones get 431. No
-// endpoint reads a request body.
-const maxHeaderBytes = 16 << 10
+// maxHeaderBytes bounds a request's header; larger ones get 431. Only the
+// replay endpoints read a body, at most maxBodyBytes (413 beyond).
+const (
+	maxHeaderBytes = 16 << 10
+	maxBodyBytes   = 1 << 20
+)
 
 // String redacts the token.
 func (c Config) String() string {
@@ -140,6 +150,15 @@ type readier interface{ Ready() bool }
 type oldester interface{ Oldest() time.Time }
 
 type topicser interface{ Topics() []string }
+
+// replayer is the instance side of a replay while running
+// (*distributor.Distributor); without it the replay endpoints answer 501.
+type replayer interface {
+	ReplayPause(ctx context.Context, req replay.PauseRequest) (replay.PauseAnswer, error)
+	ReplayReset(req replay.ResetRequest) (replay.ResetAnswer, error)
+	ReplayResume(req replay.ResumeRequest) (replay.ResumeAnswer, error)
+	ReplayStatus() replay.Status
+}
 
 //go:embed dashboard.html
 var dashboard []byte
@@ -341,6 +360,7 @@ func (s *Server) Handler() http.Handler {
 		}
 		_, _ = w.Write([]byte("reloaded\n"))
 	}))
+	s.replayRoutes(mux)
 	mux.HandleFunc("/debug/pprof/", s.authorized(pprof.Index))
 	mux.HandleFunc("/debug/pprof/cmdline", s.authorized(pprof.Cmdline))
 	mux.HandleFunc("/debug/pprof/profile", s.authorized(pprof.Profile))

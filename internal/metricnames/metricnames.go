@@ -92,6 +92,8 @@ const (
 	DistributorDoubleAcks     = "distributor.double_acks"
 	DistributorRetriesDropped = "distributor.retries_dropped"
 	DistributorOverloaded     = "distributor.overloaded"
+	DistributorReplayResets   = "distributor.replay.resets"
+	DistributorReplayPaused   = "distributor.replay.paused"
 	DistributorBudgetUsed     = "distributor.budget.used"
 	DistributorBudgetCap      = "distributor.budget.cap"
 	DistributorLag            = "distributor.lag"
@@ -265,6 +267,8 @@ func Table() []Entry {
 		{DistributorDoubleAcks, Counter, "Second acknowledgements of one record, ignored (a defect in an output)."},
 		{DistributorRetriesDropped, Counter, "Enrichment retries not made because their activity was emitted, fenced or past its deadline."},
 		{DistributorOverloaded, Counter, "Optional enrichments emitted missing with reason overloaded: the enricher's share of the task queue was full."},
+		{DistributorReplayResets, Counter, "Partitions whose committed offsets a replay while running (bend replay --live) reset."},
+		{DistributorReplayPaused, Gauge, "1 while a replay while running holds this instance's intake paused, else 0."},
 		{DistributorBudgetUsed, UpDown, "Bytes of distributor.memory_budget held by records between fetch and sink acknowledgement."},
 		{DistributorBudgetCap, Gauge, "Bytes of distributor.memory_budget that records may hold (the rest is left to sarama's fetch buffers)."},
 		{DistributorNonActivity, Counter, "Non-activity events passed to the output unenriched."},
