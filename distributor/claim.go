@@ -37,10 +37,10 @@ type claimState struct {
 
 	// Ordered emission (distributor.ordered): records leave in offset order.
 	omu     sync.Mutex
-	order   []int64                // offsets parked, in read order, not yet emitted
+	order   []int64                  // offsets parked, in read order, not yet emitted
 	ready   map[int64][]*sink.Record // sealed records waiting for their turn (several: a packed record's events)
-	sending bool                   // an emitter is sending this claim's records
-	dropped bool                   // fenced: nothing more is emitted
+	sending bool                     // an emitter is sending this claim's records
+	dropped bool                     // fenced: nothing more is emitted
 }
 
 func newClaimState(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, maxInFlight int64, d *Distributor) *claimState {

@@ -39,7 +39,7 @@ type job struct {
 	due    time.Time // read + distributor.delay at read time
 	fields activity.Fields
 	item   *delayqueue.Item[*job]
-	weight int64 // bytes taken from distributor.memory_budget (budget.go)
+	weight int64      // bytes taken from distributor.memory_budget (budget.go)
 	pack   *packState // the packed record holding this event, or nil (pack.go)
 	index  int32      // the event's index in pack
 

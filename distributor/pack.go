@@ -23,10 +23,10 @@ type packState struct {
 	bad error // a malformed packed record: one job, dead-lettered whole
 
 	mu      sync.Mutex
-	n       int   // events parked (all of them unless parking stopped early)
-	pending int   // acknowledgements still awaited, plus one while parking
-	failed  bool  // the window entry was nacked
-	dropped bool  // parking stopped early: the entry was forgotten
+	n       int            // events parked (all of them unless parking stopped early)
+	pending int            // acknowledgements still awaited, plus one while parking
+	failed  bool           // the window entry was nacked
+	dropped bool           // parking stopped early: the entry was forgotten
 	recs    []*sink.Record // ordered mode: sealed records, by index
 	arrived int            // ordered mode: events sealed or abandoned, plus one while parking
 }
