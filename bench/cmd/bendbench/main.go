@@ -64,6 +64,10 @@ type scenario struct {
 	StallFor string `json:"stall_for,omitempty"`
 	// MemoryBudget is distributor.memory_budget; 0 keeps the default.
 	MemoryBudget int64 `json:"memory_budget,omitempty"`
+	// PackEvents preloads packed records of this many events each
+	// (internal/pack) and measures raw sarama produce beside the drain
+	// (packed.go).
+	PackEvents int `json:"pack_events,omitempty"`
 }
 
 // scenarios are scaled to a few minutes each on a 2-core machine.
@@ -85,6 +89,8 @@ var scenarios = map[string]scenario{
 	"slowenrich":      {Name: "slowenrich", Rate: 5000, Profile: "steady", Limit: 5000 * 30, Enricher: "stats+lookup", LookupDelay: "500ms", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
 	"slowenrich-base": {Name: "slowenrich-base", Rate: 5000, Profile: "steady", Limit: 5000 * 30, Enricher: "stats", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
 	"bigevents512":    {Name: "bigevents512", Rate: 1, Profile: "steady", Limit: 8000, Preload: true, EventBytes: 512 << 10, StallFor: "30s", MemoryBudget: 256 << 20, Enricher: "stats", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
+	// packed: drain's 1,000,000 events preloaded 50 to a record; beside it, raw sarama produce of the same events unpacked.
+	"packed":          {Name: "packed", Rate: 8000, Profile: "steady", Limit: 1000000, Preload: true, PackEvents: 50, Enricher: "noop", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
 	"zipf":            {Name: "zipf", Rate: 15000, Profile: "steady", Limit: 15000 * 45, KeySkew: 1.1, Enricher: "noop", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
 }
 
@@ -113,6 +119,11 @@ type summary struct {
 	LoadBefore     string             `json:"load_before"`
 	LoadAfter      string             `json:"load_after"`
 	PreloadRate    float64            `json:"preload_rate,omitempty"` // bendbench's own sarama producer, records/s
+	// RawProduceRate is raw sarama produce of the same events unpacked, one
+	// per record, events/s: the mean of a run before bend starts and one
+	// after it stopped (packed).
+	RawProduceRate  float64   `json:"raw_produce_rate,omitempty"`
+	RawProduceRates []float64 `json:"raw_produce_rates,omitempty"`
 	Seconds        float64            `json:"seconds"`                // bend start to last record emitted
 	Ingested       int64              `json:"ingested"`
 	Emitted        int64              `json:"emitted"`
@@ -232,6 +243,10 @@ func main() {
 		if s.EmitRate > 0 { // mean CPU while emitting over the emit rate: comparable with bare's figure
 			log.Printf("%s: %.2f CPU-seconds per million records", n, s.MeanCPUPct/100/s.EmitRate*1e6)
 		}
+		if s.RawProduceRate > 0 {
+			log.Printf("%s: drain %.0f events/s (%d per record), raw sarama produce %.0f events/s (runs %.0f), ratio %.2f",
+				n, s.EmitRate, sc.PackEvents, s.RawProduceRate, s.RawProduceRates, s.EmitRate/s.RawProduceRate)
+		}
 	}
 }
 
@@ -285,7 +300,16 @@ func runScenario(sc scenario, brokers, bin, work string, timeout time.Duration) 
 		if err := createTopic(brokers, in, 8); err != nil {
 			return nil, err
 		}
-		r, err := preload(brokers, in, sc.Limit, sc.EventBytes)
+		var r float64
+		var err error
+		if sc.PackEvents > 0 {
+			if err := rawProduce(s, brokers, tag, sc.Limit); err != nil {
+				return nil, err
+			}
+			r, err = preloadPacked(brokers, in, sc.Limit, sc.PackEvents)
+		} else {
+			r, err = preload(brokers, in, sc.Limit, sc.EventBytes)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -426,6 +450,11 @@ loop:
 		s.BendExit = "killed after 45s"
 	}
 	s.LoadAfter = loadavg()
+	if sc.PackEvents > 0 {
+		if err := rawProduce(s, brokers, tag+".after", sc.Limit); err != nil {
+			return s, err
+		}
+	}
 
 	// Latency percentiles leave out events created before bend emitted its
 	// first record (the consumer group's start-up, ~3 s on a fresh group):
