@@ -90,8 +90,8 @@ var scenarios = map[string]scenario{
 	"slowenrich-base": {Name: "slowenrich-base", Rate: 5000, Profile: "steady", Limit: 5000 * 30, Enricher: "stats", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
 	"bigevents512":    {Name: "bigevents512", Rate: 1, Profile: "steady", Limit: 8000, Preload: true, EventBytes: 512 << 10, StallFor: "30s", MemoryBudget: 256 << 20, Enricher: "stats", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
 	// packed: drain's 1,000,000 events preloaded 50 to a record; beside it, raw sarama produce of the same events unpacked.
-	"packed":          {Name: "packed", Rate: 8000, Profile: "steady", Limit: 1000000, Preload: true, PackEvents: 50, Enricher: "noop", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
-	"zipf":            {Name: "zipf", Rate: 15000, Profile: "steady", Limit: 15000 * 45, KeySkew: 1.1, Enricher: "noop", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
+	"packed": {Name: "packed", Rate: 8000, Profile: "steady", Limit: 1000000, Preload: true, PackEvents: 50, Enricher: "noop", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
+	"zipf":   {Name: "zipf", Rate: 15000, Profile: "steady", Limit: 15000 * 45, KeySkew: 1.1, Enricher: "noop", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
 }
 
 // sample is one second of the run.
@@ -112,35 +112,35 @@ type sample struct {
 
 // summary is the JSON written per scenario.
 type summary struct {
-	Scenario       scenario           `json:"scenario"`
-	MemoryLimit    int64              `json:"memory_limit"`
-	Brokers        string             `json:"brokers"`
-	Started        time.Time          `json:"started"`
-	LoadBefore     string             `json:"load_before"`
-	LoadAfter      string             `json:"load_after"`
-	PreloadRate    float64            `json:"preload_rate,omitempty"` // bendbench's own sarama producer, records/s
+	Scenario    scenario  `json:"scenario"`
+	MemoryLimit int64     `json:"memory_limit"`
+	Brokers     string    `json:"brokers"`
+	Started     time.Time `json:"started"`
+	LoadBefore  string    `json:"load_before"`
+	LoadAfter   string    `json:"load_after"`
+	PreloadRate float64   `json:"preload_rate,omitempty"` // bendbench's own sarama producer, records/s
 	// RawProduceRate is raw sarama produce of the same events unpacked, one
 	// per record, events/s: the mean of a run before bend starts and one
 	// after it stopped (packed).
-	RawProduceRate  float64   `json:"raw_produce_rate,omitempty"`
-	RawProduceRates []float64 `json:"raw_produce_rates,omitempty"`
-	Seconds        float64            `json:"seconds"`                // bend start to last record emitted
-	Ingested       int64              `json:"ingested"`
-	Emitted        int64              `json:"emitted"`
-	DeadLetters    int64              `json:"dead_letters"`
-	IngestRate     float64            `json:"ingest_rate"`      // mean over the ingest span
-	EmitRate       float64            `json:"emit_rate"`        // mean over the emit span
-	MedianEmitRate float64            `json:"median_emit_rate"` // median of the full 1 s samples inside the emit span
-	MaxLag         int64              `json:"max_lag"`
-	MaxParked      int64              `json:"max_parked"`
-	PeakRSSMB      float64            `json:"peak_rss_mb"`
-	PeakHeapMB     float64            `json:"peak_heap_mb"`
-	MeanCPUPct     float64            `json:"mean_cpu_pct"`
-	OutputRecords  int64              `json:"output_records"`
-	Lost           int64              `json:"lost"`
-	Duplicated     int64              `json:"duplicated"`
-	Missing        int64              `json:"enrich_missing"`
-	LatencyMS      map[string]float64 `json:"latency_ms"` // created_at -> output record timestamp
+	RawProduceRate  float64            `json:"raw_produce_rate,omitempty"`
+	RawProduceRates []float64          `json:"raw_produce_rates,omitempty"`
+	Seconds         float64            `json:"seconds"` // bend start to last record emitted
+	Ingested        int64              `json:"ingested"`
+	Emitted         int64              `json:"emitted"`
+	DeadLetters     int64              `json:"dead_letters"`
+	IngestRate      float64            `json:"ingest_rate"`      // mean over the ingest span
+	EmitRate        float64            `json:"emit_rate"`        // mean over the emit span
+	MedianEmitRate  float64            `json:"median_emit_rate"` // median of the full 1 s samples inside the emit span
+	MaxLag          int64              `json:"max_lag"`
+	MaxParked       int64              `json:"max_parked"`
+	PeakRSSMB       float64            `json:"peak_rss_mb"`
+	PeakHeapMB      float64            `json:"peak_heap_mb"`
+	MeanCPUPct      float64            `json:"mean_cpu_pct"`
+	OutputRecords   int64              `json:"output_records"`
+	Lost            int64              `json:"lost"`
+	Duplicated      int64              `json:"duplicated"`
+	Missing         int64              `json:"enrich_missing"`
+	LatencyMS       map[string]float64 `json:"latency_ms"` // created_at -> output record timestamp
 	// LatencySteadyMS leaves out, as well, the events created in the first
 	// warm-up seconds after bend's first emit (the catch-up after the join).
 	LatencySteadyMS map[string]float64 `json:"latency_steady_ms"`
