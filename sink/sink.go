@@ -187,7 +187,15 @@ func New(cfg Config, brokers []string, producerCfg *sarama.Config, outputTopic, 
 	s.closeTimeout = cfg.Kafka.CloseTimeout
 	s.dlq = &topicOutput{p: p, topic: deadLetterTopic}
 	s.dlqOuts = []output{s.dlq}
-	if cfg.Kafka.Enabled {
+	switch {
+	case cfg.Kafka.Enabled && cfg.Kafka.Batching.Enabled():
+		o, err := newPackedOutput(cfg.Kafka, brokers, producerCfg, p, outputTopic, reg) // pack.go
+		if err != nil {
+			_ = p.Close(context.Background())
+			return nil, fmt.Errorf("kafka sink: %w", err)
+		}
+		s.outs = append(s.outs, o)
+	case cfg.Kafka.Enabled:
 		s.outs = append(s.outs, &topicOutput{p: p, topic: outputTopic})
 	}
 	if cfg.File.Path != "" {

@@ -25,16 +25,6 @@ type Classify func(m *sarama.ProducerMessage) (shared []sarama.RecordHeader, met
 // Partitions returns the topic's partition count.
 type Partitions func(topic string) (int32, error)
 
-// PackerConfig configures a Packer.
-type PackerConfig struct {
-	MaxEvents int // events per packed record, at least 2
-	MaxBytes  int // bytes of a packed value; an event over it goes alone
-	// Linger is how long an open pack waits for more events once the
-	// packer is idle. 0 (the default) sends what is buffered at once: packs
-	// fill only while the producer is busy, so they add no latency.
-	Linger time.Duration
-}
-
 // Packer groups records for one topic by partition (the hash of their
 // key, as the producer's partitioner does) into packed records, and sends
 // them through a Sender from one goroutine, in the order their events were
@@ -44,7 +34,7 @@ type PackerConfig struct {
 // with an error if the packer stopped first. Add and Close are safe for
 // concurrent use.
 type Packer struct {
-	cfg        PackerConfig
+	cfg        Config
 	topic      string
 	send       Sender
 	classify   Classify
@@ -75,7 +65,7 @@ type batch struct {
 
 // NewPacker returns a packer for topic; run it with Run. records and
 // events (may be nil) count the packed records sent and their events.
-func NewPacker(cfg PackerConfig, topic string, send Sender, classify Classify, partitions Partitions, records, events metrics.Counter) *Packer {
+func NewPacker(cfg Config, topic string, send Sender, classify Classify, partitions Partitions, records, events metrics.Counter) *Packer {
 	if records == nil {
 		records = metrics.NilCounter{}
 	}
@@ -86,6 +76,9 @@ func NewPacker(cfg PackerConfig, topic string, send Sender, classify Classify, p
 		hash: sarama.NewHashPartitioner(topic), records: records, events: events,
 		open: map[int32]*batch{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
+
+// Topic returns the packer's topic.
+func (p *Packer) Topic() string { return p.topic }
 
 // ErrClosed is the error of Add after Close, and of the events a packer
 // stopped by its context did not send.

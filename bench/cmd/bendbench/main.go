@@ -37,6 +37,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/bendstream/bend/bench/internal/benchkit"
+	"github.com/bendstream/bend/internal/pack"
 	"github.com/bendstream/bend/internal/synth"
 )
 
@@ -527,6 +528,8 @@ enrich:
 	}
 	if hook != nil {
 		fmt.Fprintf(&b, "sink:\n  kafka: {enabled: false}\n  webhook: {url: %q, timeout: 120s}\n", hook.url)
+	} else if sc.PackEvents > 0 {
+		fmt.Fprintf(&b, "sink:\n  kafka: {enabled: true, max_in_flight: 8192, compression: lz4, linger: 5ms, batch_bytes: 1048576, batching: {max_events: %d}}\n", sc.PackEvents)
 	} else {
 		b.WriteString("sink:\n  kafka: {enabled: true, max_in_flight: 8192, compression: lz4, linger: 5ms, batch_bytes: 1048576}\n")
 	}
@@ -688,21 +691,29 @@ func verify(brokers, topic string, want int64, from, steadyFrom time.Time) (n, l
 			for {
 				select {
 				case m := <-pc.Messages():
-					id, created := benchkit.Fields(m.Value)
-					num, perr := strconv.ParseInt(strings.TrimPrefix(id, "act-"), 10, 64)
-					mu.Lock()
-					n++
-					if perr != nil || num < 1 || num > want {
-						other++
-					} else if seen[num] < 255 {
-						seen[num]++
+					events := [][]byte{m.Value}
+					if c, packed, err := pack.Framed(m.Headers); packed && err == nil {
+						if evs, err := pack.Split(nil, m.Value, c); err == nil {
+							events = evs
+						}
 					}
-					mu.Unlock()
-					if t, err := time.Parse(time.RFC3339Nano, created); err == nil && !t.Before(from) {
-						l := float64(m.Timestamp.Sub(t).Microseconds()) / 1000
-						local = append(local, l)
-						if !t.Before(steadyFrom) {
-							localSteady = append(localSteady, l)
+					for _, v := range events {
+						id, created := benchkit.Fields(v)
+						num, perr := strconv.ParseInt(strings.TrimPrefix(id, "act-"), 10, 64)
+						mu.Lock()
+						n++
+						if perr != nil || num < 1 || num > want {
+							other++
+						} else if seen[num] < 255 {
+							seen[num]++
+						}
+						mu.Unlock()
+						if t, err := time.Parse(time.RFC3339Nano, created); err == nil && !t.Before(from) {
+							l := float64(m.Timestamp.Sub(t).Microseconds()) / 1000
+							local = append(local, l)
+							if !t.Before(steadyFrom) {
+								localSteady = append(localSteady, l)
+							}
 						}
 					}
 					if m.Offset >= hwm-1 {
