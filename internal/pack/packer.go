@@ -177,6 +177,8 @@ func (p *Packer) Run(ctx context.Context) error {
 		select {
 		case <-p.wake:
 		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
 			p.fail(ctx.Err())
 			return ctx.Err()
 		}
