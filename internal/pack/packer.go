@@ -49,6 +49,7 @@ type Packer struct {
 	count   int32 // cached partition count
 	counted time.Time
 	closed  bool
+	unacked int // records handed to the Sender and not yet acknowledged
 	wake    chan struct{}
 	done    chan struct{}
 }
@@ -104,10 +105,12 @@ func (p *Packer) Add(m *sarama.ProducerMessage, done func(error)) error {
 		part = p.partitionLocked(m)
 	}
 	b := p.open[part]
+	sealed := false // a pack is ready: wake Run
 	if b != nil && (!ok || b.n >= p.cfg.MaxEvents || len(b.value)+len(v)+1 > p.cfg.MaxBytes || !sameHeaders(b.shared, shared)) {
 		b.sealed = true
 		delete(p.open, part)
 		b = nil
+		sealed = true
 	}
 	if b == nil {
 		b = &batch{first: m, shared: shared}
@@ -129,10 +132,14 @@ func (p *Packer) Add(m *sarama.ProducerMessage, done func(error)) error {
 	}
 	b.dones = append(b.dones, done)
 	b.n++
+	if ok && b.n >= p.cfg.MaxEvents {
+		b.sealed = true
+		delete(p.open, part)
+	}
+	wake := sealed || b.sealed || p.unacked == 0
 	p.mu.Unlock()
-	select {
-	case p.wake <- struct{}{}:
-	default:
+	if wake {
+		p.signal()
 	}
 	return nil
 }
@@ -191,9 +198,28 @@ func (p *Packer) Run(ctx context.Context) error {
 			t.Stop()
 		}
 		p.mu.Lock()
-		take := p.order
-		p.order = nil
-		clear(p.open)
+		var take []*batch
+		if p.unacked == 0 || p.closed {
+			take = p.order
+			p.order = nil
+			clear(p.open)
+		} else {
+			// Kafka has records of ours: send full packs only; the rest
+			// fills until the last record is acknowledged (as Nagle's
+			// algorithm does), so a busy producer gets full packs and an
+			// idle one gets every event at once.
+			keep := p.order[:0]
+			for _, b := range p.order {
+				if b.sealed {
+					take = append(take, b)
+				} else {
+					keep = append(keep, b)
+				}
+			}
+			clear(p.order[len(keep):])
+			p.order = keep
+		}
+		p.unacked += len(take)
 		closed := p.closed
 		p.mu.Unlock()
 		for i, b := range take {
@@ -208,17 +234,33 @@ func (p *Packer) Run(ctx context.Context) error {
 			}
 		}
 		p.mu.Lock()
-		empty := len(p.order) == 0
+		empty, idle := len(p.order) == 0, p.unacked == 0
 		p.mu.Unlock()
 		if empty && closed {
 			return nil
 		}
-		if !empty {
-			select {
-			case p.wake <- struct{}{}:
-			default:
-			}
+		if !empty && (idle || closed) {
+			p.signal()
 		}
+	}
+}
+
+func (p *Packer) signal() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// acked counts one record of ours acknowledged (or failed) by Kafka, and
+// wakes Run to send the partial packs once none is left.
+func (p *Packer) acked() {
+	p.mu.Lock()
+	p.unacked--
+	wake := p.unacked == 0 && len(p.order) > 0
+	p.mu.Unlock()
+	if wake {
+		p.signal()
 	}
 }
 
@@ -242,10 +284,8 @@ func (p *Packer) message(b *batch) *sarama.ProducerMessage {
 var hdrSources = []byte(HeaderSources)
 
 func (p *Packer) ack(b *batch) func(error) {
-	if b.n == 1 {
-		return b.dones[0]
-	}
 	return func(err error) {
+		p.acked()
 		for _, d := range b.dones {
 			d(err)
 		}
