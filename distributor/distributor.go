@@ -16,6 +16,10 @@
 // records get up to distributor.drain_timeout to be acknowledged, the marks
 // are committed, and acknowledgements arriving later are fenced off.
 //
+// A packed input record (internal/pack) is unpacked into one job per
+// event under one window entry (pack.go); the per-record metrics below
+// then count its events.
+//
 // Metrics:
 //
 //	distributor.consumed      meter of records read from Kafka

@@ -53,6 +53,8 @@
 //	ingest.buffered_bytes            gauge of event bytes held until Kafka's acknowledgement
 //	ingest.buffered_records          gauge of records held until Kafka's acknowledgement
 //	ingest.producer.retries          counter of re-sends after Kafka refused a batch
+//	ingest.packed_records            counter of records packing several events (ingest.batching, pack.go)
+//	ingest.packed_events             counter of events in them
 //	ingest.<source>.events           meter of valid events read
 //	ingest.<source>.published        meter of those events Kafka acknowledged
 //	ingest.<source>.rejected         counter of invalid events read

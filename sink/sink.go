@@ -15,6 +15,7 @@
 //	sink.kafka.retries   counter of Kafka produce retries
 //	sink.kafka.txn_commits, sink.kafka.txn_aborts  exactly-once transactions
 //	sink.kafka.txn_produce_errors  counter of records a transaction failed to write (logged once per transaction)
+//	sink.kafka.packed_records, sink.kafka.packed_events  output records packing several events, and their events (sink.kafka.batching)
 //	sink.file.write_errors  counter of failed file/stdout writes (retried)
 //	sink.webhook.posts, sink.webhook.retries       webhook batches
 //	sink.latency         histogram of ingest-to-emit latency in microseconds
