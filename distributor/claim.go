@@ -41,10 +41,10 @@ type claimState struct {
 
 	// Ordered emission (distributor.ordered): records leave in offset order.
 	omu     sync.Mutex
-	order   []int64                // offsets parked, in read order, not yet emitted
-	ready   map[int64]*sink.Record // sealed records waiting for their turn
-	sending bool                   // an emitter is sending this claim's records
-	dropped bool                   // fenced: nothing more is emitted
+	order   []int64                  // offsets parked, in read order, not yet emitted
+	ready   map[int64][]*sink.Record // sealed records waiting for their turn (several: a packed record's events)
+	sending bool                     // an emitter is sending this claim's records
+	dropped bool                     // fenced: nothing more is emitted
 }
 
 func newClaimState(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, maxInFlight int64, d *Distributor) *claimState {
@@ -78,22 +78,24 @@ func (cs *claimState) add(off int64, ts time.Time) {
 	}
 }
 
-// emitOrdered hands rec (the record made from offset off) to out once every
+// emitOrdered hands recs (the records made from offset off) to out once every
 // record read before it on this partition has been handed over. Emitters
 // deposit their records; whichever finds the claim idle sends the
 // contiguous run for all of them, so the order holds across emitters.
-func (cs *claimState) emitOrdered(ctx context.Context, off int64, rec *sink.Record, out chan<- *sink.Record) error {
+func (cs *claimState) emitOrdered(ctx context.Context, off int64, recs []*sink.Record, out chan<- *sink.Record) error {
 	cs.omu.Lock()
 	if cs.dropped {
 		cs.omu.Unlock()
-		cs.d.abandoned.Inc(1)
-		rec.Ack(errFenced)
+		for _, rec := range recs {
+			cs.d.abandoned.Inc(1)
+			rec.Ack(errFenced)
+		}
 		return nil
 	}
 	if cs.ready == nil {
-		cs.ready = map[int64]*sink.Record{}
+		cs.ready = map[int64][]*sink.Record{}
 	}
-	cs.ready[off] = rec
+	cs.ready[off] = recs
 	if cs.sending {
 		cs.omu.Unlock()
 		return nil
@@ -108,7 +110,7 @@ func (cs *claimState) emitOrdered(ctx context.Context, off int64, rec *sink.Reco
 			}
 			delete(cs.ready, cs.order[0])
 			cs.order = cs.order[1:]
-			run = append(run, r)
+			run = append(run, r...)
 		}
 		if len(run) == 0 {
 			cs.sending = false
@@ -134,9 +136,11 @@ func (cs *claimState) dropOrdered() {
 	waiting := cs.ready
 	cs.ready, cs.order, cs.dropped = nil, nil, true
 	cs.omu.Unlock()
-	for _, r := range waiting {
-		cs.d.abandoned.Inc(1)
-		r.Ack(errFenced)
+	for _, rs := range waiting {
+		for _, r := range rs {
+			cs.d.abandoned.Inc(1)
+			r.Ack(errFenced)
+		}
 	}
 }
 

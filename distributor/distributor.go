@@ -16,6 +16,10 @@
 // records get up to distributor.drain_timeout to be acknowledged, the marks
 // are committed, and acknowledgements arriving later are fenced off.
 //
+// A packed input record (internal/pack) is unpacked into one job per
+// event under one window entry (pack.go); the per-record metrics below
+// then count its events.
+//
 // Metrics:
 //
 //	distributor.consumed      meter of records read from Kafka
@@ -62,6 +66,7 @@ import (
 	"github.com/bendstream/bend/enrich"
 	"github.com/bendstream/bend/internal/activity"
 	"github.com/bendstream/bend/internal/metricnames"
+	"github.com/bendstream/bend/internal/pack"
 	"github.com/bendstream/bend/sink"
 	metrics "github.com/rcrowley/go-metrics"
 	"github.com/sirupsen/logrus"
@@ -318,6 +323,7 @@ func (d *Distributor) emit(ctx context.Context, out chan<- *sink.Record) error {
 			d.inflight.Dec(1)
 			d.budget.release(j.weight)
 			d.dq.Release(it)
+			j.abandoned()
 			continue
 		}
 		rec, ready := j.seal(d)
@@ -325,8 +331,14 @@ func (d *Distributor) emit(ctx context.Context, out chan<- *sink.Record) error {
 			d.dq.Repark(it, time.Now().Add(d.Delay()))
 			continue
 		}
+		if d.cfg.Ordered && j.pack != nil {
+			if err := j.emitPacked(ctx, rec, out); err != nil {
+				return err
+			}
+			continue
+		}
 		if d.cfg.Ordered {
-			if err := j.cs.emitOrdered(ctx, j.msg.Offset, rec, out); err != nil {
+			if err := j.cs.emitOrdered(ctx, j.msg.Offset, []*sink.Record{rec}, out); err != nil {
 				return err
 			}
 			continue
@@ -434,19 +446,37 @@ read:
 // the delay queue or the partition's window is full: that is backpressure.
 func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.ConsumerMessage) error {
 	cs.received(m.Offset)
+	if n, packed, ferr := pack.Framed(m.Headers); packed {
+		return d.handlePack(ctx, cs, m, n, ferr) // pack.go
+	}
 	if err := cs.acquire(ctx); err != nil {
 		return err
 	}
+	return d.park(ctx, cs, m, nil, 0)
+}
+
+// park is handle after the window slot is taken: m is the record, or
+// event idx of the packed record ps (which then holds the slot and the
+// window entry).
+func (d *Distributor) park(ctx context.Context, cs *claimState, m *sarama.ConsumerMessage, ps *packState, idx int32) error {
 	w := d.budget.weight(m)
 	if err := d.budget.acquire(ctx, w); err != nil {
-		cs.slots.Release(1)
+		if ps == nil {
+			cs.slots.Release(1)
+		}
 		return err
 	}
 	d.consumed.Mark(1)
-	j := &job{msg: m, cs: cs, read: time.Now(), weight: w}
+	j := &job{msg: m, cs: cs, read: time.Now(), weight: w, pack: ps, index: idx}
 	due := j.read.Add(d.Delay())
 	j.due = due
-	f, perr := d.cfg.parse(m)
+	var f activity.Fields
+	var perr error
+	if ps != nil && ps.bad != nil {
+		perr = ps.bad
+	} else {
+		f, perr = d.cfg.parse(m)
+	}
 	if perr != nil {
 		j.deadLetter = "invalid event: " + perr.Error()
 		due = j.read
@@ -478,7 +508,9 @@ func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.Cons
 		j.mu.Unlock()
 		// Not parked, so not tracked: the claim is ending and the record
 		// will be read again from the committed offset.
-		cs.slots.Release(1)
+		if ps == nil {
+			cs.slots.Release(1)
+		}
 		d.budget.release(w)
 		return err
 	}
@@ -486,7 +518,9 @@ func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.Cons
 	// acknowledgement is what moves the watermark.
 	j.item = it
 	d.inflight.Inc(1)
-	cs.add(m.Offset, m.Timestamp)
+	if ps == nil {
+		cs.add(m.Offset, m.Timestamp)
+	}
 	if perr != nil {
 		j.rec = j.deadLetterRecord(d, j.deadLetter)
 		j.mu.Unlock()

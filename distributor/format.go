@@ -45,6 +45,6 @@ func (c Config) parse(m *sarama.ConsumerMessage) (activity.Fields, error) {
 // event in distributor.non_activity.
 func (j *job) passRecord(d *Distributor, kind string) *sink.Record {
 	metrics.GetOrRegisterCounter(metricnames.DistributorNonActivity, d.reg).Inc(1)
-	h := append(provenance(j.msg, j.cs.topicB), sarama.RecordHeader{Key: hdrKind, Value: []byte(kind)})
+	h := append(j.provenance(), sarama.RecordHeader{Key: hdrKind, Value: []byte(kind)})
 	return &sink.Record{Key: j.msg.Key, Value: j.msg.Value, Headers: h, Timestamp: j.msg.Timestamp, Ack: j.ackFunc(d), Source: j.source()}
 }

@@ -40,7 +40,9 @@ type job struct {
 	due    time.Time // read + distributor.delay at read time
 	fields activity.Fields
 	item   *delayqueue.Item[*job]
-	weight int64 // bytes taken from distributor.memory_budget (budget.go)
+	weight int64      // bytes taken from distributor.memory_budget (budget.go)
+	pack   *packState // the packed record holding this event, or nil (pack.go)
+	index  int32      // the event's index in pack
 
 	mu       sync.Mutex
 	sealed   bool // emitted: later results are late
@@ -236,7 +238,7 @@ func (j *job) seal(d *Distributor) (*sink.Record, bool) {
 	return &sink.Record{
 		Key:       j.msg.Key,
 		Value:     activity.WithEnrichments(j.msg.Value, enr),
-		Headers:   provenance(j.msg, j.cs.topicB),
+		Headers:   j.provenance(),
 		Timestamp: j.msg.Timestamp,
 		Ack:       j.ackFunc(d),
 		Source:    j.source(),
@@ -247,7 +249,7 @@ func (j *job) seal(d *Distributor) (*sink.Record, bool) {
 // the reason and provenance in headers.
 func (j *job) deadLetterRecord(d *Distributor, reason string) *sink.Record {
 	d.deadLetters.Inc(1)
-	h := append(provenance(j.msg, j.cs.topicB),
+	h := append(j.provenance(),
 		sarama.RecordHeader{Key: hdrDLQReason, Value: []byte(reason)},
 		sarama.RecordHeader{Key: hdrDLQStage, Value: hdrDistributor},
 		sarama.RecordHeader{Key: hdrDLQTime, Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
@@ -277,6 +279,6 @@ func (j *job) ackFunc(d *Distributor) func(error) {
 		d.dq.Release(j.item)
 		d.inflight.Dec(1)
 		d.budget.release(j.weight)
-		j.cs.ack(j.msg.Offset, err)
+		j.ackOffset(err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/bendstream/bend/internal/activity"
 	"github.com/bendstream/bend/internal/kafka"
+	"github.com/bendstream/bend/internal/pack"
 	"github.com/bendstream/bend/internal/synth"
 )
 
@@ -72,6 +73,10 @@ type Config struct {
 	Jetstream JetstreamConfig `mapstructure:"jetstream"`
 	// SSE configures the Server-Sent Events source.
 	SSE SSEConfig `mapstructure:"sse"`
+	// Batching packs several events of one partition into one record
+	// (internal/pack, ingest/pack.go). Off by default: the distributor
+	// reads packed records, plain consumers of the input topic do not.
+	Batching pack.Config `mapstructure:"batching"`
 }
 
 // SyntheticConfig is the "ingest.synthetic" section of config.yaml.
@@ -192,6 +197,7 @@ func DefaultConfig() Config {
 		Files:     FilesConfig{Paths: []string{}, Progress: 10 * time.Second, FormatConfig: activity.DefaultFormatConfig()},
 		Jetstream: defaultJetstreamConfig(),
 		SSE:       defaultSSEConfig(),
+		Batching:  pack.DefaultConfig(),
 	}
 }
 
@@ -242,6 +248,7 @@ func (c Config) Validate() error {
 		errs = append(errs, c.HTTP.validate(c.MaxBufferedBytes))
 	}
 	errs = append(errs, c.Files.validate())
+	errs = append(errs, c.Batching.Validate("ingest.batching", c.Producer.BatchBytes))
 	return errors.Join(errs...)
 }
 

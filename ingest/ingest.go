@@ -53,6 +53,8 @@
 //	ingest.buffered_bytes            gauge of event bytes held until Kafka's acknowledgement
 //	ingest.buffered_records          gauge of records held until Kafka's acknowledgement
 //	ingest.producer.retries          counter of re-sends after Kafka refused a batch
+//	ingest.packed_records            counter of records packing several events (ingest.batching, pack.go)
+//	ingest.packed_events             counter of events in them
 //	ingest.<source>.events           meter of valid events read
 //	ingest.<source>.published        meter of those events Kafka acknowledged
 //	ingest.<source>.rejected         counter of invalid events read
@@ -128,6 +130,8 @@ type Ingest struct {
 	// producer's own window never blocks a record that got room here, and
 	// ingest.max_buffered_bytes of event bytes.
 	win *window
+
+	packer *packer // ingest.batching, or nil (pack.go)
 
 	meters                        *meters
 	published                     metrics.Meter
@@ -233,6 +237,15 @@ func New(cfg Config, brokers []string, sc *sarama.Config, topic, deadLetterTopic
 			hs.ln.Close()
 		}
 		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	if cfg.Batching.Enabled() {
+		if in.packer, err = in.newPacker(); err != nil {
+			_ = in.producer.Close(context.Background())
+			if hs != nil {
+				hs.ln.Close()
+			}
+			return nil, fmt.Errorf("ingest: %w", err)
+		}
 	}
 	if hs != nil {
 		in.sources = append(in.sources, hs)
@@ -347,7 +360,11 @@ func (in *Ingest) release(records, size int64) { in.win.release(records, size) }
 // then never called). m counts as a published event of src (may be nil), or
 // as a dead letter if dead.
 func (in *Ingest) send(ctx context.Context, m *sarama.ProducerMessage, size int64, src *sourceMetrics, dead bool, done func(error)) error {
-	err := in.producer.Send(ctx, m, func(err error) {
+	send := in.producer.Send
+	if in.packer != nil && !dead && m.Topic == in.topic {
+		send = in.packer.send // packs it with others of its partition
+	}
+	err := send(ctx, m, func(err error) {
 		in.release(1, size)
 		switch {
 		case err != nil:
@@ -403,6 +420,9 @@ func (in *Ingest) rejectEvent(ctx context.Context, src *sourceMetrics, raw []byt
 func (in *Ingest) Run(ctx context.Context) error {
 	stopFolding := make(chan struct{})
 	defer close(stopFolding)
+	if in.packer != nil {
+		in.packer.start()
+	}
 	go in.meters.foldEvery(time.Second, stopFolding)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { <-gctx.Done(); return nil }) // keep the producer until the stop
@@ -418,6 +438,9 @@ func (in *Ingest) Run(ctx context.Context) error {
 	err := g.Wait()
 	cctx, cancel := context.WithTimeout(context.Background(), in.cfg.CloseTimeout)
 	defer cancel()
+	if in.packer != nil {
+		in.packer.close(cctx) // hands what it holds to the producer
+	}
 	if cerr := in.producer.Close(cctx); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("ingest: %w", cerr))
 	}

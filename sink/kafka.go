@@ -8,6 +8,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/bendstream/bend/internal/kafka"
+	"github.com/bendstream/bend/internal/pack"
 )
 
 // KafkaConfig is the "sink.kafka" section of config.yaml.
@@ -40,12 +41,17 @@ type KafkaConfig struct {
 	// aborting it: after a crash, read_committed consumers of the output wait
 	// at most this long for the dead instance's open transaction. Default 10s.
 	TxnTimeout time.Duration `mapstructure:"txn_timeout"`
+	// Batching packs enriched events of one output partition into one
+	// record for consumers that read packed records (internal/pack,
+	// sink/pack.go). Off by default: plain consumers read one event per
+	// record. Not with exactly_once.
+	Batching pack.Config `mapstructure:"batching"`
 }
 
 // DefaultKafkaConfig returns the documented defaults.
 func DefaultKafkaConfig() KafkaConfig {
 	return KafkaConfig{Enabled: true, ProducerConfig: kafka.DefaultProducerConfig(), CloseTimeout: 30 * time.Second,
-		TxnInterval: 100 * time.Millisecond, TxnMaxRecords: 5000, TxnTimeout: 10 * time.Second}
+		TxnInterval: 100 * time.Millisecond, TxnMaxRecords: 5000, TxnTimeout: 10 * time.Second, Batching: pack.DefaultConfig()}
 }
 
 // Validate reports every invalid field by its config.yaml key.
@@ -62,6 +68,10 @@ func (c KafkaConfig) Validate() error {
 	}
 	if c.TxnMaxRecords < 1 {
 		errs = append(errs, fmt.Errorf("sink.kafka.txn_max_records: must be at least 1, got %d", c.TxnMaxRecords))
+	}
+	errs = append(errs, c.Batching.Validate("sink.kafka.batching", c.BatchBytes))
+	if c.ExactlyOnce && c.Batching.Enabled() {
+		errs = append(errs, errors.New("sink.kafka.batching: not available with sink.kafka.exactly_once"))
 	}
 	if c.ExactlyOnce && !c.Enabled {
 		errs = append(errs, errors.New("sink.kafka.exactly_once: needs sink.kafka.enabled"))

@@ -15,6 +15,7 @@
 //	sink.kafka.retries   counter of Kafka produce retries
 //	sink.kafka.txn_commits, sink.kafka.txn_aborts  exactly-once transactions
 //	sink.kafka.txn_produce_errors  counter of records a transaction failed to write (logged once per transaction)
+//	sink.kafka.packed_records, sink.kafka.packed_events  output records packing several events, and their events (sink.kafka.batching)
 //	sink.file.write_errors  counter of failed file/stdout writes (retried)
 //	sink.webhook.posts, sink.webhook.retries       webhook batches
 //	sink.latency         histogram of ingest-to-emit latency in microseconds
@@ -187,7 +188,15 @@ func New(cfg Config, brokers []string, producerCfg *sarama.Config, outputTopic, 
 	s.closeTimeout = cfg.Kafka.CloseTimeout
 	s.dlq = &topicOutput{p: p, topic: deadLetterTopic}
 	s.dlqOuts = []output{s.dlq}
-	if cfg.Kafka.Enabled {
+	switch {
+	case cfg.Kafka.Enabled && cfg.Kafka.Batching.Enabled():
+		o, err := newPackedOutput(cfg.Kafka, brokers, producerCfg, p, outputTopic, reg) // pack.go
+		if err != nil {
+			_ = p.Close(context.Background())
+			return nil, fmt.Errorf("kafka sink: %w", err)
+		}
+		s.outs = append(s.outs, o)
+	case cfg.Kafka.Enabled:
 		s.outs = append(s.outs, &topicOutput{p: p, topic: outputTopic})
 	}
 	if cfg.File.Path != "" {

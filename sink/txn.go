@@ -24,6 +24,11 @@ type Source struct {
 	// transaction never spans two generations, so a member fenced by a
 	// rebalance cannot commit.
 	Group *sarama.ConsumerGroupMetadata
+	// Partial marks a record made from one event of a packed input record
+	// (internal/pack) other than its last: the offset is committed with
+	// the last, so a transaction holding only some of the events commits
+	// the offset below the record (see txnOutput.loop).
+	Partial bool
 }
 
 // ErrTxnFailed is returned by the exactly-once output once a transaction
@@ -124,9 +129,12 @@ func (o *txnOutput) loop() {
 		}
 		batch := []*Record{first}
 		gen := generation(first)
+		var open partials // packed input records whose events are not all in batch
+		open.note(first)
 		timer := time.NewTimer(o.cfg.TxnInterval)
+		expired, extended := timer.C, false
 	collect:
-		for len(batch) < o.cfg.TxnMaxRecords {
+		for len(batch) < o.cfg.TxnMaxRecords || open.n > 0 {
 			select {
 			case r, ok := <-o.in:
 				if !ok {
@@ -137,8 +145,19 @@ func (o *txnOutput) loop() {
 					break collect
 				}
 				batch = append(batch, r)
-			case <-timer.C:
-				break collect
+				open.note(r)
+				if extended && open.n == 0 {
+					break collect
+				}
+			case <-expired:
+				if open.n == 0 || extended {
+					// Past the extension (the rest was dropped: its claim
+					// ended), the packed record's offset is not committed.
+					break collect
+				}
+				// The rest of a packed record's events is on its way.
+				extended = true
+				timer.Reset(10 * o.cfg.TxnInterval)
 			}
 		}
 		timer.Stop()
@@ -279,8 +298,12 @@ func (o *txnOutput) try(batch []*Record) error {
 			if last[s.Topic] == nil {
 				last[s.Topic] = map[int32]int64{}
 			}
-			if cur, ok := last[s.Topic][s.Partition]; !ok || s.Offset > cur {
-				last[s.Topic][s.Partition] = s.Offset
+			off := s.Offset
+			if s.Partial {
+				off-- // commit below a packed record not wholly in batch
+			}
+			if cur, ok := last[s.Topic][s.Partition]; !ok || off > cur {
+				last[s.Topic][s.Partition] = off
 			}
 		}
 	}
@@ -305,4 +328,38 @@ func (o *txnOutput) Close() error {
 	close(o.in)
 	<-o.done
 	return errors.Join(o.fatal(), o.p.Close())
+}
+
+// partials tracks, per input partition, whether the latest record of a
+// transaction being built is a packed input record's event other than its
+// last (Source.Partial). The distributor sends a packed record's events one
+// after the other, so a transaction is extended until they are all in it
+// rather than committed with part of them.
+type partials struct {
+	open map[topicPartition]bool
+	n    int
+}
+
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+func (p *partials) note(r *Record) {
+	s := r.Source
+	if s == nil || (!s.Partial && p.n == 0) {
+		return
+	}
+	if p.open == nil {
+		p.open = map[topicPartition]bool{}
+	}
+	tp := topicPartition{s.Topic, s.Partition}
+	if was := p.open[tp]; was != s.Partial {
+		p.open[tp] = s.Partial
+		if s.Partial {
+			p.n++
+		} else {
+			p.n--
+		}
+	}
 }

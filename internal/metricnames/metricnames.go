@@ -30,6 +30,8 @@ const (
 	IngestRejected        = "ingest.rejected"
 	IngestDeadLetters     = "ingest.dead_letters"
 	IngestFailed          = "ingest.failed"
+	IngestPackedRecords   = "ingest.packed_records"
+	IngestPackedEvents    = "ingest.packed_events"
 	IngestBufferedBytes   = "ingest.buffered_bytes"
 	IngestBufferedRecords = "ingest.buffered_records"
 	IngestProducerRetries = "ingest.producer.retries"
@@ -175,6 +177,8 @@ const (
 	SinkKafkaRetries   = "sink.kafka.retries"
 	SinkTxnCommits     = "sink.kafka.txn_commits"
 	SinkTxnAborts      = "sink.kafka.txn_aborts"
+	SinkPackedRecords  = "sink.kafka.packed_records"
+	SinkPackedEvents   = "sink.kafka.packed_events"
 	SinkTxnProduceErrs = "sink.kafka.txn_produce_errors"
 	SinkFileWriteErrs  = "sink.file.write_errors"
 	SinkWebhookPosts   = "sink.webhook.posts"
@@ -221,6 +225,8 @@ func Table() []Entry {
 		{IngestRejected, Counter, "Events ingest refused as invalid (rejected or dead-lettered)."},
 		{IngestDeadLetters, Counter, "Invalid events Kafka acknowledged on the dead-letter topic at ingest."},
 		{IngestFailed, Counter, "Records Kafka never acknowledged (only at a forced stop)."},
+		{IngestPackedRecords, Counter, "Records written packing several events (ingest.batching)."},
+		{IngestPackedEvents, Counter, "Events written in packed records (ingest.batching)."},
 		{IngestBufferedBytes, Gauge, "Event bytes held by ingest until Kafka acknowledges them."},
 		{IngestBufferedRecords, Gauge, "Records held by ingest until Kafka acknowledges them."},
 		{IngestProducerRetries, Counter, "Re-sends of batches Kafka refused (ingest producer)."},
@@ -322,6 +328,8 @@ func Table() []Entry {
 		{SinkKafkaRetries, Counter, "Re-sends of batches Kafka refused (sink producer)."},
 		{SinkTxnCommits, Timer, "Exactly-once transaction commits and their duration."},
 		{SinkTxnAborts, Counter, "Exactly-once transactions aborted."},
+		{SinkPackedRecords, Counter, "Output records packing several enriched events (sink.kafka.batching)."},
+		{SinkPackedEvents, Counter, "Enriched events written in packed output records (sink.kafka.batching)."},
 		{SinkTxnProduceErrs, Counter, "Records the transactional producer failed to write (each failure aborts and retries its transaction)."},
 		{SinkFileWriteErrs, Counter, "Failed file or stdout writes (retried)."},
 		{SinkWebhookPosts, Timer, "Webhook batches posted and their duration."},

@@ -38,6 +38,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/bendstream/bend/bench/internal/benchkit"
+	"github.com/bendstream/bend/internal/pack"
 	"github.com/bendstream/bend/internal/synth"
 )
 
@@ -65,6 +66,10 @@ type scenario struct {
 	StallFor string `json:"stall_for,omitempty"`
 	// MemoryBudget is distributor.memory_budget; 0 keeps the default.
 	MemoryBudget int64 `json:"memory_budget,omitempty"`
+	// PackEvents preloads packed records of this many events each
+	// (internal/pack) and measures raw sarama produce beside the drain
+	// (packed.go).
+	PackEvents int `json:"pack_events,omitempty"`
 }
 
 // scenarios are scaled to a few minutes each on a 2-core machine.
@@ -86,7 +91,10 @@ var scenarios = map[string]scenario{
 	"slowenrich":      {Name: "slowenrich", Rate: 5000, Profile: "steady", Limit: 5000 * 30, Enricher: "stats+lookup", LookupDelay: "500ms", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
 	"slowenrich-base": {Name: "slowenrich-base", Rate: 5000, Profile: "steady", Limit: 5000 * 30, Enricher: "stats", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
 	"bigevents512":    {Name: "bigevents512", Rate: 1, Profile: "steady", Limit: 8000, Preload: true, EventBytes: 512 << 10, StallFor: "30s", MemoryBudget: 256 << 20, Enricher: "stats", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
-	"zipf":            {Name: "zipf", Rate: 15000, Profile: "steady", Limit: 15000 * 45, KeySkew: 1.1, Enricher: "noop", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
+	// packed: drain's 1,000,000 events preloaded 50 to a record, drained with sink.kafka.batching at 50; beside it,
+	// raw sarama produce of the same events unpacked. The delay queue counts events: 50,000 is 1,000 packed records.
+	"packed": {Name: "packed", Rate: 8000, Profile: "steady", Limit: 1000000, Preload: true, PackEvents: 50, Enricher: "noop", Workers: 4, QueueSize: 1024, MaxItems: 50000, Emitters: 2},
+	"zipf":   {Name: "zipf", Rate: 15000, Profile: "steady", Limit: 15000 * 45, KeySkew: 1.1, Enricher: "noop", Workers: 4, QueueSize: 1024, MaxItems: 10000, Emitters: 2},
 }
 
 // sample is one second of the run.
@@ -107,30 +115,35 @@ type sample struct {
 
 // summary is the JSON written per scenario.
 type summary struct {
-	Scenario       scenario           `json:"scenario"`
-	MemoryLimit    int64              `json:"memory_limit"`
-	Brokers        string             `json:"brokers"`
-	Started        time.Time          `json:"started"`
-	LoadBefore     string             `json:"load_before"`
-	LoadAfter      string             `json:"load_after"`
-	PreloadRate    float64            `json:"preload_rate,omitempty"` // bendbench's own sarama producer, records/s
-	Seconds        float64            `json:"seconds"`                // bend start to last record emitted
-	Ingested       int64              `json:"ingested"`
-	Emitted        int64              `json:"emitted"`
-	DeadLetters    int64              `json:"dead_letters"`
-	IngestRate     float64            `json:"ingest_rate"`      // mean over the ingest span
-	EmitRate       float64            `json:"emit_rate"`        // mean over the emit span
-	MedianEmitRate float64            `json:"median_emit_rate"` // median of the full 1 s samples inside the emit span
-	MaxLag         int64              `json:"max_lag"`
-	MaxParked      int64              `json:"max_parked"`
-	PeakRSSMB      float64            `json:"peak_rss_mb"`
-	PeakHeapMB     float64            `json:"peak_heap_mb"`
-	MeanCPUPct     float64            `json:"mean_cpu_pct"`
-	OutputRecords  int64              `json:"output_records"`
-	Lost           int64              `json:"lost"`
-	Duplicated     int64              `json:"duplicated"`
-	Missing        int64              `json:"enrich_missing"`
-	LatencyMS      map[string]float64 `json:"latency_ms"` // created_at -> output record timestamp
+	Scenario    scenario  `json:"scenario"`
+	MemoryLimit int64     `json:"memory_limit"`
+	Brokers     string    `json:"brokers"`
+	Started     time.Time `json:"started"`
+	LoadBefore  string    `json:"load_before"`
+	LoadAfter   string    `json:"load_after"`
+	PreloadRate float64   `json:"preload_rate,omitempty"` // bendbench's own sarama producer, records/s
+	// RawProduceRate is raw sarama produce of the same events unpacked, one
+	// per record, events/s: the mean of a run before bend starts and one
+	// after it stopped (packed).
+	RawProduceRate  float64            `json:"raw_produce_rate,omitempty"`
+	RawProduceRates []float64          `json:"raw_produce_rates,omitempty"`
+	Seconds         float64            `json:"seconds"` // bend start to last record emitted
+	Ingested        int64              `json:"ingested"`
+	Emitted         int64              `json:"emitted"`
+	DeadLetters     int64              `json:"dead_letters"`
+	IngestRate      float64            `json:"ingest_rate"`      // mean over the ingest span
+	EmitRate        float64            `json:"emit_rate"`        // mean over the emit span
+	MedianEmitRate  float64            `json:"median_emit_rate"` // median of the full 1 s samples inside the emit span
+	MaxLag          int64              `json:"max_lag"`
+	MaxParked       int64              `json:"max_parked"`
+	PeakRSSMB       float64            `json:"peak_rss_mb"`
+	PeakHeapMB      float64            `json:"peak_heap_mb"`
+	MeanCPUPct      float64            `json:"mean_cpu_pct"`
+	OutputRecords   int64              `json:"output_records"`
+	Lost            int64              `json:"lost"`
+	Duplicated      int64              `json:"duplicated"`
+	Missing         int64              `json:"enrich_missing"`
+	LatencyMS       map[string]float64 `json:"latency_ms"` // created_at -> output record timestamp
 	// LatencySteadyMS leaves out, as well, the events created in the first
 	// warm-up seconds after bend's first emit (the catch-up after the join).
 	LatencySteadyMS map[string]float64 `json:"latency_steady_ms"`
@@ -256,6 +269,10 @@ func main() {
 		if s.EmitRate > 0 { // mean CPU while emitting over the emit rate: comparable with bare's figure
 			log.Printf("%s: %.2f CPU-seconds per million records", n, s.MeanCPUPct/100/s.EmitRate*1e6)
 		}
+		if s.RawProduceRate > 0 {
+			log.Printf("%s: drain %.0f events/s (%d per record), raw sarama produce %.0f events/s (runs %.0f), ratio %.2f",
+				n, s.EmitRate, sc.PackEvents, s.RawProduceRate, s.RawProduceRates, s.EmitRate/s.RawProduceRate)
+		}
 	}
 }
 
@@ -310,7 +327,16 @@ func runScenario(sc scenario, brokers, bin, work string, timeout time.Duration) 
 		if err := createTopic(brokers, in, 8); err != nil {
 			return nil, err
 		}
-		r, err := preload(brokers, in, sc.Limit, sc.EventBytes)
+		var r float64
+		var err error
+		if sc.PackEvents > 0 {
+			if err := rawProduce(s, brokers, tag, sc.Limit); err != nil {
+				return nil, err
+			}
+			r, err = preloadPacked(brokers, in, sc.Limit, sc.PackEvents)
+		} else {
+			r, err = preload(brokers, in, sc.Limit, sc.EventBytes)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -452,6 +478,11 @@ loop:
 		s.BendExit = "killed after 45s"
 	}
 	s.LoadAfter = loadavg()
+	if sc.PackEvents > 0 {
+		if err := rawProduce(s, brokers, tag+".after", sc.Limit); err != nil {
+			return s, err
+		}
+	}
 
 	// Latency percentiles leave out events created before bend emitted its
 	// first record (the consumer group's start-up, ~3 s on a fresh group):
@@ -560,6 +591,8 @@ enrich:
 	}
 	if hook != nil {
 		fmt.Fprintf(&b, "sink:\n  kafka: {enabled: false}\n  webhook: {url: %q, timeout: 120s}\n", hook.url)
+	} else if sc.PackEvents > 0 {
+		fmt.Fprintf(&b, "sink:\n  kafka: {enabled: true, max_in_flight: 8192, compression: lz4, linger: 5ms, batch_bytes: 1048576, batching: {max_events: %d}}\n", sc.PackEvents)
 	} else {
 		b.WriteString("sink:\n  kafka: {enabled: true, max_in_flight: 8192, compression: lz4, linger: 5ms, batch_bytes: 1048576}\n")
 	}
@@ -730,24 +763,32 @@ func verify(brokers, topic string, want int64, from, steadyFrom time.Time, each 
 			for {
 				select {
 				case m := <-pc.Messages():
-					id, created := benchkit.Fields(m.Value)
-					if each != nil {
-						each(id, m.Value)
+					events := [][]byte{m.Value}
+					if c, packed, err := pack.Framed(m.Headers); packed && err == nil {
+						if evs, err := pack.Split(nil, m.Value, c); err == nil {
+							events = evs
+						}
 					}
-					num, perr := strconv.ParseInt(strings.TrimPrefix(id, "act-"), 10, 64)
-					mu.Lock()
-					n++
-					if perr != nil || num < 1 || num > want {
-						other++
-					} else if seen[num] < 255 {
-						seen[num]++
-					}
-					mu.Unlock()
-					if t, err := time.Parse(time.RFC3339Nano, created); err == nil && !t.Before(from) {
-						l := float64(m.Timestamp.Sub(t).Microseconds()) / 1000
-						local = append(local, l)
-						if !t.Before(steadyFrom) {
-							localSteady = append(localSteady, l)
+					for _, v := range events {
+						id, created := benchkit.Fields(v)
+						if each != nil {
+							each(id, v)
+						}
+						num, perr := strconv.ParseInt(strings.TrimPrefix(id, "act-"), 10, 64)
+						mu.Lock()
+						n++
+						if perr != nil || num < 1 || num > want {
+							other++
+						} else if seen[num] < 255 {
+							seen[num]++
+						}
+						mu.Unlock()
+						if t, err := time.Parse(time.RFC3339Nano, created); err == nil && !t.Before(from) {
+							l := float64(m.Timestamp.Sub(t).Microseconds()) / 1000
+							local = append(local, l)
+							if !t.Before(steadyFrom) {
+								localSteady = append(localSteady, l)
+							}
 						}
 					}
 					if m.Offset >= hwm-1 {
