@@ -148,6 +148,8 @@ type (
 		Lease string          `json:"lease"`
 		Value json.RawMessage `json:"value,omitempty"`
 		Error string          `json:"error,omitempty"`
+		// urgent marks a result of a task with a deadline: posted at once.
+		urgent bool
 	}
 	resultsResponse struct {
 		Accepted int `json:"accepted"`
@@ -606,6 +608,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	return leaseErr // nil unless the server refused this worker
 }
 
+// postLinger is how long the poster gathers results for one post, unless
+// a batch fills or a result has a deadline: a few milliseconds against the
+// request per result it saves.
+const postLinger = 5 * time.Millisecond
+
 // workerRun is the state Run's goroutines share.
 type workerRun struct {
 	tasks   chan leasedTask   // leased, not yet started; closed by the leaser
@@ -677,7 +684,7 @@ func (w *Worker) runTasks(ctx context.Context, run *workerRun) {
 			w.abandon(lt.Lease, run)
 			continue
 		}
-		res := remoteResult{Lease: lt.Lease}
+		res := remoteResult{Lease: lt.Lease, urgent: lt.DeadlineMS > 0}
 		idx, ok := w.index[lt.Enricher]
 		if !ok || lt.Activity == nil {
 			res.Error = fmt.Sprintf("remote worker cannot run enricher %q", lt.Enricher)
@@ -724,24 +731,47 @@ func (w *Worker) finished(run *workerRun, n int) {
 }
 
 // poster posts results as they finish: whatever finished while the
-// previous post was on its way goes in the next, so a result waits for at
-// most one post, and a task with a deadline is never held for its batch.
+// previous post was on its way goes in the next, gathering for up to
+// postLinger or a batch's worth, so a slow enricher's results do not each
+// make a request; a result with a deadline goes at once, with what has
+// finished beside it.
 // Finished work is posted even while stopping (bounded by the lease ttl).
 // It returns when run.results is closed and drained.
 func (w *Worker) poster(ctx context.Context, run *workerRun) {
 	var batch []remoteResult
+	linger := time.NewTimer(0)
+	<-linger.C
 	for first := range run.results {
 		batch = append(batch[:0], first)
+		urgent := first.urgent
+		linger.Reset(postLinger)
 	more:
-		for {
-			select {
-			case r, ok := <-run.results:
-				if !ok {
+		for len(batch) < w.cfg.Batch {
+			var r remoteResult
+			var ok bool
+			if urgent {
+				select { // what has finished already, no wait
+				case r, ok = <-run.results:
+				default:
 					break more
 				}
-				batch = append(batch, r)
-			default:
+			} else {
+				select {
+				case r, ok = <-run.results:
+				case <-linger.C:
+					break more
+				}
+			}
+			if !ok {
 				break more
+			}
+			batch = append(batch, r)
+			urgent = urgent || r.urgent
+		}
+		if !linger.Stop() {
+			select {
+			case <-linger.C:
+			default:
 			}
 		}
 		// The results are delivered or their leases expire: either way
