@@ -493,9 +493,9 @@ type WorkerConfig struct {
 	Token string
 	// Workers is the number of goroutines running tasks. Default 4.
 	Workers int
-	// Batch is the most tasks one lease request asks for (the server caps
-	// it at enrich.remote.max_batch) and the prefetch: the worker holds at
-	// most Workers+Batch leases, running or waiting for a goroutine.
+	// Batch is the tasks one lease request asks for (the server caps it
+	// at enrich.remote.max_batch) and the prefetch: the worker holds at
+	// most Workers+2*Batch leases, running or waiting for a goroutine.
 	// Default 64.
 	Batch int
 	// Wait is how long a lease request waits for a task. Default 10s.
@@ -564,12 +564,12 @@ func NewWorker(cfg WorkerConfig, enrichers []Resolved, log logrus.FieldLogger, r
 // stopping server are retried after a pause; a refusal that retrying
 // cannot fix ends Run with an error wrapping ErrRejected.
 //
-// One goroutine leases for the whole process, asking for as many tasks as
-// the workers and the prefetch (Batch) have room for; Workers goroutines
-// run them; one goroutine posts the results, as many at once as have
-// finished while the previous post was on its way. So the requests a
-// process makes grow with its batches, not with its goroutines: with many
-// workers and scarce tasks, per-goroutine leasing made a request per task.
+// One goroutine leases for the whole process, a batch at a time with the
+// next one prefetched; Workers goroutines run the tasks; one goroutine
+// posts the results, gathered for a few milliseconds (a result with a
+// deadline at once). So the requests a process makes follow its batches,
+// not its goroutines: with many workers, per-goroutine leasing held a long
+// poll per goroutine and made a request per task when tasks were scarce.
 func (w *Worker) Run(ctx context.Context) error {
 	hbCtx, stopHB := context.WithCancel(ctx)
 	defer stopHB()
@@ -581,8 +581,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
 	run := &workerRun{
-		tasks:   make(chan leasedTask, w.cfg.Batch+w.cfg.Workers),
-		results: make(chan remoteResult, w.cfg.Batch+w.cfg.Workers),
+		tasks:   make(chan leasedTask, 2*w.cfg.Batch+w.cfg.Workers),
+		results: make(chan remoteResult, 2*w.cfg.Batch+w.cfg.Workers),
 		room:    make(chan struct{}, 1),
 	}
 	var leaseErr error
@@ -611,7 +611,7 @@ func (w *Worker) Run(ctx context.Context) error {
 // postLinger is how long the poster gathers results for one post, unless
 // a batch fills or a result has a deadline: a few milliseconds against the
 // request per result it saves.
-const postLinger = 5 * time.Millisecond
+const postLinger = 20 * time.Millisecond
 
 // workerRun is the state Run's goroutines share.
 type workerRun struct {
@@ -619,7 +619,7 @@ type workerRun struct {
 	results chan remoteResult // finished attempts for the poster; closed by Run
 	// outstanding counts tasks leased and not yet handed to the poster
 	// (buffered in tasks or running); the leaser keeps it at most
-	// Workers+Batch.
+	// Workers+2*Batch.
 	outstanding atomic.Int64
 	room        chan struct{} // capacity 1: wakes the leaser when a task finishes
 }
@@ -630,17 +630,18 @@ type leasedTask struct {
 	got time.Time
 }
 
-// leaser leases tasks into run.tasks until ctx ends. It asks when a worker
-// would otherwise go idle, or when half a batch fits, for as many as fit,
-// so a fast enricher gets whole batches and a slow one a lease per free
-// worker. It returns a refusal that retrying cannot fix.
+// leaser leases tasks into run.tasks until ctx ends, a whole batch at a
+// time: it holds at most Workers+2*Batch tasks (running, or waiting for a
+// goroutine) and asks for Batch more whenever that many fit, so the next
+// batch is on its way while the last runs, and the task server answers few
+// large requests whether the enricher is fast or slow. It returns a
+// refusal that retrying cannot fix.
 func (w *Worker) leaser(ctx context.Context, run *workerRun) error {
 	pause := 100 * time.Millisecond
-	limit := int64(w.cfg.Workers + w.cfg.Batch)
+	limit := int64(w.cfg.Workers + 2*w.cfg.Batch)
 	for ctx.Err() == nil {
-		out := run.outstanding.Load()
-		free := limit - out
-		if out >= int64(w.cfg.Workers) && free < int64(max(w.cfg.Batch/2, 1)) {
+		free := limit - run.outstanding.Load()
+		if free < int64(w.cfg.Batch) {
 			select {
 			case <-run.room:
 			case <-ctx.Done():
@@ -648,7 +649,7 @@ func (w *Worker) leaser(ctx context.Context, run *workerRun) error {
 			}
 			continue
 		}
-		tasks, err := w.lease(ctx, int(min(free, int64(w.cfg.Batch))))
+		tasks, err := w.lease(ctx, w.cfg.Batch)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil

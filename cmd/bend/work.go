@@ -66,7 +66,7 @@ abandoned: their leases expire and the distributor retries them.`,
 	f.StringVar(&wc.URL, "distributor", "", "URL of the distributor's task server, e.g. http://host:9190 (required)")
 	f.StringVar(&wc.Token, "token", "", "bearer token (default enrich.remote.token / $BEND_ENRICH_REMOTE_TOKEN)")
 	f.IntVar(&wc.Workers, "workers", wc.Workers, "goroutines running tasks (one more leases for all of them)")
-	f.IntVar(&wc.Batch, "batch", wc.Batch, "most tasks one lease request asks for, and the prefetch: at most workers+batch tasks leased at once")
+	f.IntVar(&wc.Batch, "batch", wc.Batch, "tasks one lease request asks for, and the prefetch: at most workers+2*batch tasks leased at once")
 	f.DurationVar(&wc.Wait, "wait", wc.Wait, "how long a lease request waits for a task (long poll)")
 	_ = cmd.MarkFlagRequired("distributor")
 	return cmd
