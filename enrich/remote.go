@@ -148,6 +148,8 @@ type (
 		Lease string          `json:"lease"`
 		Value json.RawMessage `json:"value,omitempty"`
 		Error string          `json:"error,omitempty"`
+		// urgent marks a result of a task with a deadline: posted at once.
+		urgent bool
 	}
 	resultsResponse struct {
 		Accepted int `json:"accepted"`
@@ -489,10 +491,12 @@ type WorkerConfig struct {
 	URL string
 	// Token is the bearer token (enrich.remote.token of the distributor).
 	Token string
-	// Workers is the number of goroutines leasing and running tasks. Default 4.
+	// Workers is the number of goroutines running tasks. Default 4.
 	Workers int
-	// Batch is the most tasks one goroutine leases at once; they run one
-	// after the other and their results are posted together. Default 8.
+	// Batch is the tasks one lease request asks for (the server caps it
+	// at enrich.remote.max_batch) and the prefetch: the worker holds at
+	// most Workers+2*Batch leases, running or waiting for a goroutine.
+	// Default 64.
 	Batch int
 	// Wait is how long a lease request waits for a task. Default 10s.
 	Wait time.Duration
@@ -533,7 +537,7 @@ func NewWorker(cfg WorkerConfig, enrichers []Resolved, log logrus.FieldLogger, r
 		cfg.Workers = 4
 	}
 	if cfg.Batch == 0 {
-		cfg.Batch = 8
+		cfg.Batch = 64
 	}
 	if cfg.Wait == 0 {
 		cfg.Wait = 10 * time.Second
@@ -559,6 +563,13 @@ func NewWorker(cfg WorkerConfig, enrichers []Resolved, log logrus.FieldLogger, r
 // leases expire and the distributor retries them. Network errors and a
 // stopping server are retried after a pause; a refusal that retrying
 // cannot fix ends Run with an error wrapping ErrRejected.
+//
+// One goroutine leases for the whole process, a batch at a time with the
+// next one prefetched; Workers goroutines run the tasks; one goroutine
+// posts the results, gathered for a few milliseconds (a result with a
+// deadline at once). So the requests a process makes follow its batches,
+// not its goroutines: with many workers, per-goroutine leasing held a long
+// poll per goroutine and made a request per task when tasks were scarce.
 func (w *Worker) Run(ctx context.Context) error {
 	hbCtx, stopHB := context.WithCancel(ctx)
 	defer stopHB()
@@ -567,28 +578,78 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer func() { <-hbDone }()
 	defer stopHB()
 
-	errs := make(chan error, w.cfg.Workers)
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
-	var wg sync.WaitGroup
-	for range w.cfg.Workers {
-		wg.Go(func() {
-			if err := w.loop(rctx); err != nil {
-				errs <- err
-				stop()
-			}
-		})
+	run := &workerRun{
+		tasks:   make(chan leasedTask, 2*w.cfg.Batch+w.cfg.Workers),
+		results: make(chan remoteResult, 2*w.cfg.Batch+w.cfg.Workers),
+		room:    make(chan struct{}, 1),
 	}
-	wg.Wait()
-	close(errs)
-	return <-errs // nil when no worker failed
+	var leaseErr error
+	leaserDone := make(chan struct{})
+	go func() {
+		defer close(leaserDone)
+		defer close(run.tasks)
+		if err := w.leaser(rctx, run); err != nil {
+			leaseErr = err
+			stop()
+		}
+	}()
+	var workers sync.WaitGroup
+	for range w.cfg.Workers {
+		workers.Go(func() { w.runTasks(rctx, run) })
+	}
+	posterDone := make(chan struct{})
+	go func() { defer close(posterDone); w.poster(ctx, run) }()
+	<-leaserDone
+	workers.Wait()
+	close(run.results)
+	<-posterDone
+	return leaseErr // nil unless the server refused this worker
 }
 
-// loop is one worker goroutine.
-func (w *Worker) loop(ctx context.Context) error {
+// postLinger is how long the poster gathers results for one post, unless
+// a batch fills or a result has a deadline: a few milliseconds against the
+// request per result it saves.
+const postLinger = 20 * time.Millisecond
+
+// workerRun is the state Run's goroutines share.
+type workerRun struct {
+	tasks   chan leasedTask   // leased, not yet started; closed by the leaser
+	results chan remoteResult // finished attempts for the poster; closed by Run
+	// outstanding counts tasks leased and not yet handed to the poster
+	// (buffered in tasks or running); the leaser keeps it at most
+	// Workers+2*Batch.
+	outstanding atomic.Int64
+	room        chan struct{} // capacity 1: wakes the leaser when a task finishes
+}
+
+// leasedTask is a task as leased, with the time its lease arrived.
+type leasedTask struct {
+	remoteTask
+	got time.Time
+}
+
+// leaser leases tasks into run.tasks until ctx ends, a whole batch at a
+// time: it holds at most Workers+2*Batch tasks (running, or waiting for a
+// goroutine) and asks for Batch more whenever that many fit, so the next
+// batch is on its way while the last runs, and the task server answers few
+// large requests whether the enricher is fast or slow. It returns a
+// refusal that retrying cannot fix.
+func (w *Worker) leaser(ctx context.Context, run *workerRun) error {
 	pause := 100 * time.Millisecond
+	limit := int64(w.cfg.Workers + 2*w.cfg.Batch)
 	for ctx.Err() == nil {
-		tasks, err := w.lease(ctx)
+		free := limit - run.outstanding.Load()
+		if free < int64(w.cfg.Batch) {
+			select {
+			case <-run.room:
+			case <-ctx.Done():
+				return nil
+			}
+			continue
+		}
+		tasks, err := w.lease(ctx, w.cfg.Batch)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -606,70 +667,131 @@ func (w *Worker) loop(ctx context.Context) error {
 			continue
 		}
 		pause = 100 * time.Millisecond
-		w.runBatch(ctx, tasks, time.Now())
+		got := time.Now()
+		run.outstanding.Add(int64(len(tasks)))
+		for _, rt := range tasks {
+			run.tasks <- leasedTask{remoteTask: rt, got: got} // never blocks: outstanding <= cap
+		}
 	}
 	return nil
 }
 
-// runBatch runs leased tasks, received at got, in order and posts their
-// results: a task's with a deadline at once (it is of use only before it),
-// the others together at the end. Once ctx ends it runs no more and posts
-// only the results of finished attempts.
-func (w *Worker) runBatch(ctx context.Context, tasks []remoteTask, got time.Time) {
-	results := make([]remoteResult, 0, len(tasks))
-	flush := func() {
-		if len(results) == 0 {
-			return
-		}
-		// Finished work is worth posting even while stopping; the ttl bounds it.
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.leaseTTL())
-		start := time.Now()
-		if err := w.post(pctx, "/v1/work/results", results, &resultsResponse{}); err != nil {
-			w.log.WithError(err).Warn("posting results; their leases will expire and the tasks run again")
-		} else {
-			w.postRTT.Store(int64(time.Since(start)))
-		}
-		cancel()
-		results = results[:0]
-	}
-	for _, rt := range tasks {
+// runTasks runs leased tasks until the leaser stops or ctx ends, handing
+// each result to the poster. Once ctx ends it starts no more: the tasks
+// left are abandoned and their leases expire.
+func (w *Worker) runTasks(ctx context.Context, run *workerRun) {
+	for lt := range run.tasks {
 		if ctx.Err() != nil {
-			break
-		}
-		res := remoteResult{Lease: rt.Lease}
-		idx, ok := w.index[rt.Enricher]
-		if !ok || rt.Activity == nil {
-			res.Error = fmt.Sprintf("remote worker cannot run enricher %q", rt.Enricher)
-			results = append(results, res)
+			w.abandon(lt.Lease, run)
 			continue
 		}
-		t := &Task{Enricher: idx, Activity: rt.Activity, Attempt: rt.Attempt,
+		res := remoteResult{Lease: lt.Lease, urgent: lt.DeadlineMS > 0}
+		idx, ok := w.index[lt.Enricher]
+		if !ok || lt.Activity == nil {
+			res.Error = fmt.Sprintf("remote worker cannot run enricher %q", lt.Enricher)
+			run.results <- res
+			continue
+		}
+		t := &Task{Enricher: idx, Activity: lt.Activity, Attempt: lt.Attempt,
 			Report: func(_ *Task, v json.RawMessage, err error) {
 				res.Value = v
 				if err != nil {
 					res.Error = err.Error()
 				}
 			}}
-		if rt.DeadlineMS > 0 {
+		if lt.DeadlineMS > 0 {
 			// The server's clock is not ours: count from the lease's
 			// arrival, less the way back of the result.
-			t.Deadline = got.Add(time.Duration(rt.DeadlineMS)*time.Millisecond - time.Duration(w.postRTT.Load()))
+			t.Deadline = lt.got.Add(time.Duration(lt.DeadlineMS)*time.Millisecond - time.Duration(w.postRTT.Load()))
 		}
 		w.pool.Do(ctx, t)
 		if ctx.Err() != nil {
-			break // cut short by the stop, not a real failure: let the lease expire
+			w.abandon(lt.Lease, run) // cut short by the stop, not a real failure: let the lease expire
+			continue
 		}
-		results = append(results, res)
-		if rt.DeadlineMS > 0 {
-			flush()
-		}
+		run.results <- res // never blocks: results has room for every outstanding task
 	}
-	flush()
+}
+
+// abandon drops a leased task unrun or unfinished at the stop: its lease
+// expires at the server and the distributor retries it.
+func (w *Worker) abandon(lease string, run *workerRun) {
 	w.mu.Lock()
-	for _, rt := range tasks {
-		delete(w.active, rt.Lease)
-	}
+	delete(w.active, lease)
 	w.mu.Unlock()
+	w.finished(run, 1)
+}
+
+// finished notes n tasks no longer outstanding and wakes the leaser.
+func (w *Worker) finished(run *workerRun, n int) {
+	run.outstanding.Add(-int64(n))
+	select {
+	case run.room <- struct{}{}:
+	default:
+	}
+}
+
+// poster posts results as they finish: whatever finished while the
+// previous post was on its way goes in the next, gathering for up to
+// postLinger or a batch's worth, so a slow enricher's results do not each
+// make a request; a result with a deadline goes at once, with what has
+// finished beside it.
+// Finished work is posted even while stopping (bounded by the lease ttl).
+// It returns when run.results is closed and drained.
+func (w *Worker) poster(ctx context.Context, run *workerRun) {
+	var batch []remoteResult
+	linger := time.NewTimer(0)
+	<-linger.C
+	for first := range run.results {
+		batch = append(batch[:0], first)
+		urgent := first.urgent
+		linger.Reset(postLinger)
+	more:
+		for len(batch) < w.cfg.Batch {
+			var r remoteResult
+			var ok bool
+			if urgent {
+				select { // what has finished already, no wait
+				case r, ok = <-run.results:
+				default:
+					break more
+				}
+			} else {
+				select {
+				case r, ok = <-run.results:
+				case <-linger.C:
+					break more
+				}
+			}
+			if !ok {
+				break more
+			}
+			batch = append(batch, r)
+			urgent = urgent || r.urgent
+		}
+		if !linger.Stop() {
+			select {
+			case <-linger.C:
+			default:
+			}
+		}
+		// The results are delivered or their leases expire: either way
+		// they leave the outstanding count now, making room for a lease.
+		w.finished(run, len(batch))
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.leaseTTL())
+		start := time.Now()
+		if err := w.post(pctx, "/v1/work/results", batch, &resultsResponse{}); err != nil {
+			w.log.WithError(err).Warn("posting results; their leases will expire and the tasks run again")
+		} else {
+			w.postRTT.Store(int64(time.Since(start)))
+		}
+		cancel()
+		w.mu.Lock()
+		for _, r := range batch {
+			delete(w.active, r.Lease)
+		}
+		w.mu.Unlock()
+	}
 }
 
 // leaseTTL returns the server's lease duration, or 10s before it is known.
@@ -680,12 +802,12 @@ func (w *Worker) leaseTTL() time.Duration {
 	return 10 * time.Second
 }
 
-// lease asks for a batch of tasks and marks them active.
-func (w *Worker) lease(ctx context.Context) ([]remoteTask, error) {
+// lease asks for up to n tasks and marks them active.
+func (w *Worker) lease(ctx context.Context, n int) ([]remoteTask, error) {
 	rctx, cancel := context.WithTimeout(ctx, w.cfg.Wait+10*time.Second)
 	defer cancel()
 	var resp leaseResponse
-	req := leaseRequest{Max: w.cfg.Batch, WaitMS: int(w.cfg.Wait.Milliseconds()), Enrichers: w.names}
+	req := leaseRequest{Max: max(n, 1), WaitMS: int(w.cfg.Wait.Milliseconds()), Enrichers: w.names}
 	if err := w.post(rctx, "/v1/work/lease", req, &resp); err != nil {
 		return nil, err
 	}

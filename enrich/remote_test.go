@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -401,4 +402,46 @@ func TestRemoteServeBoundsHeaders(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRemoteWorkerLeasesInBatches: a worker with many goroutines leases
+// for all of them with one request at a time, so the task server holds one
+// long poll per worker process, not one per goroutine, and with plenty of
+// fast tasks each request carries many.
+func TestRemoteWorkerLeasesInBatches(t *testing.T) {
+	f := newRemoteFixture(t, 5*time.Second)
+	var leases, open, maxOpen atomic.Int64
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/work/lease" {
+			leases.Add(1)
+			n := open.Add(1)
+			defer open.Add(-1)
+			for m := maxOpen.Load(); n > m && !maxOpen.CompareAndSwap(m, n); m = maxOpen.Load() {
+			}
+		}
+		f.srv.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	const n = 3000
+	pushed := make(chan struct{})
+	go func() { defer close(pushed); f.push(t, n) }() // blocks while the queue (64) is full
+	ctx, cancel := context.WithCancel(context.Background())
+	done := startWorker(t, ctx, WorkerConfig{URL: hs.URL, Token: testToken, Workers: 64, Batch: 64, Wait: 200 * time.Millisecond})
+	testutil.Eventually(t, 30*time.Second, "every task reported", func() bool { return f.reported() == n })
+	<-pushed
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	f.wantEachOnceOK(t, n)
+	// Each request returns what the queue holds (up to 64); the last few,
+	// long polls finding nothing, carry none.
+	if got := leases.Load(); got > n/8 {
+		t.Errorf("%d lease requests for %d tasks (%.1f tasks each); want at most %d: leasing must batch across the worker's goroutines",
+			got, n, float64(n)/float64(got), n/8)
+	}
+	if got := maxOpen.Load(); got != 1 {
+		t.Errorf("%d lease requests open at once; want 1 per worker process", got)
+	}
+	t.Logf("%d lease requests for %d tasks", leases.Load(), n)
 }

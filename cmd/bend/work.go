@@ -22,7 +22,7 @@ import (
 // tasks from a distributor's task server (enrich.remote.addr) until
 // SIGINT or SIGTERM.
 func newWorkCmd(stderr io.Writer) *cobra.Command {
-	wc := enrich.WorkerConfig{Workers: 4, Batch: 8, Wait: 10 * time.Second}
+	wc := enrich.WorkerConfig{Workers: 4, Batch: 64, Wait: 10 * time.Second}
 	cmd := &cobra.Command{
 		Use:   "work",
 		Short: "Run a remote enrichment worker pulling tasks from a distributor",
@@ -65,8 +65,8 @@ abandoned: their leases expire and the distributor retries them.`,
 	f := cmd.Flags()
 	f.StringVar(&wc.URL, "distributor", "", "URL of the distributor's task server, e.g. http://host:9190 (required)")
 	f.StringVar(&wc.Token, "token", "", "bearer token (default enrich.remote.token / $BEND_ENRICH_REMOTE_TOKEN)")
-	f.IntVar(&wc.Workers, "workers", wc.Workers, "goroutines leasing and running tasks")
-	f.IntVar(&wc.Batch, "batch", wc.Batch, "most tasks leased at once per goroutine; their results post together")
+	f.IntVar(&wc.Workers, "workers", wc.Workers, "goroutines running tasks (one more leases for all of them)")
+	f.IntVar(&wc.Batch, "batch", wc.Batch, "tasks one lease request asks for, and the prefetch: at most workers+2*batch tasks leased at once")
 	f.DurationVar(&wc.Wait, "wait", wc.Wait, "how long a lease request waits for a task (long poll)")
 	_ = cmd.MarkFlagRequired("distributor")
 	return cmd
