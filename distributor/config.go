@@ -49,6 +49,21 @@ type Config struct {
 	// partitions back at once, without a rebalance. Must be unique per
 	// instance. Empty means dynamic membership. Default "".
 	InstanceID string `mapstructure:"instance_id"`
+	// HeartbeatInterval is how often this member heartbeats to the group
+	// coordinator, and so how soon it hears of a rebalance. sarama sends
+	// the group's requests on the connection it fetches on, and a broker
+	// answers one request per connection at a time, so a JoinGroup waiting
+	// for the other members to hear of the rebalance holds this member's
+	// fetches too: every partition it keeps pauses for up to this long at
+	// each join or leave. Must be at most a third of SessionTimeout.
+	// Default (and 0) 500ms (Kafka's clients: 3s).
+	HeartbeatInterval time.Duration `mapstructure:"heartbeat_interval"`
+	// SessionTimeout is how long the coordinator waits for a heartbeat
+	// before it removes a member (one that died without leaving) and
+	// rebalances its partitions; the broker bounds it
+	// (group.min.session.timeout.ms, 6s, to group.max.session.timeout.ms,
+	// 30m, by default). Default (and 0) 10s.
+	SessionTimeout time.Duration `mapstructure:"session_timeout"`
 	// LagRefresh is how often the log-end offsets of the owned partitions
 	// are read from their leaders for lag, per-partition lag and time to
 	// drain. Default 5s.
@@ -89,6 +104,8 @@ func DefaultConfig() Config {
 		Format:               activity.PresetBend,
 		LagRefresh:           5 * time.Second,
 		MemoryBudget:         256 << 20,
+		HeartbeatInterval:    500 * time.Millisecond,
+		SessionTimeout:       10 * time.Second,
 	}
 }
 
@@ -130,10 +147,32 @@ func (c Config) Validate() error {
 	if c.LagRefresh <= 0 {
 		errs = append(errs, errors.New("distributor.lag_refresh: must be positive"))
 	}
+	hb, st := c.groupTimers()
+	switch {
+	case c.SessionTimeout < 0:
+		errs = append(errs, errors.New("distributor.session_timeout: must be positive"))
+	case c.HeartbeatInterval < 0:
+		errs = append(errs, errors.New("distributor.heartbeat_interval: must be positive"))
+	case hb*3 > st:
+		errs = append(errs, fmt.Errorf("distributor.heartbeat_interval: %s is more than a third of distributor.session_timeout (%s): a member missing two heartbeats would be removed", hb, st))
+	}
 	if c.MemoryBudget < minMemoryBudget {
 		errs = append(errs, fmt.Errorf("distributor.memory_budget: must be at least %d (16 MiB), got %d", minMemoryBudget, c.MemoryBudget))
 	}
 	return errors.Join(errs...)
+}
+
+// groupTimers returns the heartbeat interval and session timeout, zero
+// meaning their defaults.
+func (c Config) groupTimers() (heartbeat, session time.Duration) {
+	heartbeat, session = c.HeartbeatInterval, c.SessionTimeout
+	if heartbeat == 0 {
+		heartbeat = 500 * time.Millisecond
+	}
+	if session == 0 {
+		session = 10 * time.Second
+	}
+	return heartbeat, session
 }
 
 func strategy(name string) (sarama.BalanceStrategy, error) {
@@ -172,6 +211,7 @@ func (c Config) consumerConfig(sc *sarama.Config) *sarama.Config {
 	// a member that died mid-rebalance does not hold the group up for
 	// sarama's default minute.
 	cc.Consumer.Group.Rebalance.Timeout = c.DrainTimeout + 5*time.Second
+	cc.Consumer.Group.Heartbeat.Interval, cc.Consumer.Group.Session.Timeout = c.groupTimers()
 	if c.InstanceID != "" {
 		cc.Consumer.Group.InstanceId = c.InstanceID
 	}
