@@ -122,49 +122,7 @@ func ndjsonBody(from, to int) []byte {
 // high-water mark at the time of the call.
 func readTopic(t *testing.T, brokers []string, topic string) []*sarama.ConsumerMessage {
 	t.Helper()
-	client, err := sarama.NewClient(brokers, kafkatest.Config())
-	if err != nil {
-		t.Fatalf("client: %v", err)
-	}
-	defer client.Close()
-	c, err := sarama.NewConsumerFromClient(client)
-	if err != nil {
-		t.Fatalf("consumer: %v", err)
-	}
-	defer c.Close()
-	parts, err := client.Partitions(topic)
-	if err != nil {
-		t.Fatalf("partitions of %s: %v", topic, err)
-	}
-	var out []*sarama.ConsumerMessage
-	for _, p := range parts {
-		hwm, err := client.GetOffset(topic, p, sarama.OffsetNewest)
-		if err != nil {
-			t.Fatalf("high-water mark of %s/%d: %v", topic, p, err)
-		}
-		if hwm == 0 {
-			continue
-		}
-		pc, err := c.ConsumePartition(topic, p, sarama.OffsetOldest)
-		if err != nil {
-			t.Fatalf("consume %s/%d: %v", topic, p, err)
-		}
-		timeout := time.After(60 * time.Second)
-	read:
-		for {
-			select {
-			case m := <-pc.Messages():
-				out = append(out, m)
-				if m.Offset >= hwm-1 {
-					break read
-				}
-			case <-timeout:
-				t.Fatalf("reading %s/%d: timed out before offset %d", topic, p, hwm-1)
-			}
-		}
-		pc.Close()
-	}
-	return out
+	return kafkatest.ReadToEnd(t, brokers, topic)
 }
 
 // countIDs counts the ids of records holding JSON events.

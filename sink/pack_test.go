@@ -156,47 +156,5 @@ func TestKafkaBatching(t *testing.T) {
 // readRecords returns every record of topic up to the high-water marks.
 func readRecords(t *testing.T, brokers []string, topic string) []*sarama.ConsumerMessage {
 	t.Helper()
-	client, err := sarama.NewClient(brokers, kafkatest.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	c, err := sarama.NewConsumerFromClient(client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	parts, err := client.Partitions(topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []*sarama.ConsumerMessage
-	for _, p := range parts {
-		hwm, err := client.GetOffset(topic, p, sarama.OffsetNewest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if hwm == 0 {
-			continue
-		}
-		pc, err := c.ConsumePartition(topic, p, sarama.OffsetOldest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		timeout := time.After(60 * time.Second)
-	read:
-		for {
-			select {
-			case m := <-pc.Messages():
-				out = append(out, m)
-				if m.Offset >= hwm-1 {
-					break read
-				}
-			case <-timeout:
-				t.Fatalf("reading %s/%d: timed out before offset %d", topic, p, hwm-1)
-			}
-		}
-		pc.Close()
-	}
-	return out
+	return kafkatest.ReadToEnd(t, brokers, topic)
 }

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/bendstream/bend/internal/kafkatest"
 )
 
@@ -104,47 +103,9 @@ func readEvents(t *testing.T, brokers []string, topic string, committed bool, wa
 // high-water marks (a topic written without transactions).
 func readToEnd(t *testing.T, brokers []string, topic string) [][]byte {
 	t.Helper()
-	client, err := sarama.NewClient(brokers, kafkatest.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	c, err := sarama.NewConsumerFromClient(client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	parts, err := client.Partitions(topic)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out [][]byte
-	for _, p := range parts {
-		hwm, err := client.GetOffset(topic, p, sarama.OffsetNewest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if hwm == 0 {
-			continue
-		}
-		pc, err := c.ConsumePartition(topic, p, sarama.OffsetOldest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		timeout := time.After(60 * time.Second)
-	read:
-		for {
-			select {
-			case m := <-pc.Messages():
-				out = append(out, m.Value)
-				if m.Offset >= hwm-1 {
-					break read
-				}
-			case <-timeout:
-				t.Fatalf("reading %s/%d: timed out before offset %d", topic, p, hwm-1)
-			}
-		}
-		pc.Close()
+	for _, m := range kafkatest.ReadToEnd(t, brokers, topic) {
+		out = append(out, m.Value)
 	}
 	return out
 }

@@ -105,50 +105,15 @@ type topicRecord struct {
 // readTopic reads every record of topic up to its high-water marks.
 func readTopic(t *testing.T, brokers []string, topic string) []topicRecord {
 	t.Helper()
-	client, err := sarama.NewClient(brokers, kafkatest.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	c, err := sarama.NewConsumerFromClient(client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	parts, err := client.Partitions(topic)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var recs []topicRecord
-	for _, p := range parts {
-		hwm, err := client.GetOffset(topic, p, sarama.OffsetNewest)
-		if err != nil {
-			t.Fatal(err)
+	for _, m := range kafkatest.ReadToEnd(t, brokers, topic) {
+		var ev struct {
+			ID string `json:"id"`
 		}
-		if hwm == 0 {
-			continue
+		if err := json.Unmarshal(m.Value, &ev); err != nil {
+			t.Fatalf("%s %d/%d: %v", topic, m.Partition, m.Offset, err)
 		}
-		pc, err := c.ConsumePartition(topic, p, sarama.OffsetOldest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		deadline := time.After(60 * time.Second)
-		for next := int64(0); next < hwm; {
-			select {
-			case m := <-pc.Messages():
-				var ev struct {
-					ID string `json:"id"`
-				}
-				if err := json.Unmarshal(m.Value, &ev); err != nil {
-					t.Fatalf("input %d/%d: %v", p, m.Offset, err)
-				}
-				recs = append(recs, topicRecord{ev.ID, p, m.Offset, m.Timestamp})
-				next = m.Offset + 1
-			case <-deadline:
-				t.Fatalf("reading input partition %d: stuck below %d", p, hwm)
-			}
-		}
-		pc.Close()
+		recs = append(recs, topicRecord{ev.ID, m.Partition, m.Offset, m.Timestamp})
 	}
 	return recs
 }
