@@ -415,9 +415,14 @@ func TestRemoteWorkerLeasesInBatches(t *testing.T) {
 		if r.URL.Path == "/v1/work/lease" {
 			leases.Add(1)
 			n := open.Add(1)
-			defer open.Add(-1)
 			for m := maxOpen.Load(); n > m && !maxOpen.CompareAndSwap(m, n); m = maxOpen.Load() {
 			}
+			// A request is open until its answer starts: the worker can
+			// send the next one as soon as it has read this answer, maybe
+			// before this handler has returned.
+			cw := &closeOnWrite{ResponseWriter: w, close: func() { open.Add(-1) }}
+			defer cw.done()
+			w = cw
 		}
 		f.srv.ServeHTTP(w, r)
 	}))
@@ -444,4 +449,24 @@ func TestRemoteWorkerLeasesInBatches(t *testing.T) {
 		t.Errorf("%d lease requests open at once; want 1 per worker process", got)
 	}
 	t.Logf("%d lease requests for %d tasks", leases.Load(), n)
+}
+
+// closeOnWrite calls close once, when the answer starts or the handler
+// returns, whichever is first.
+type closeOnWrite struct {
+	http.ResponseWriter
+	close func()
+	once  sync.Once
+}
+
+func (c *closeOnWrite) done() { c.once.Do(c.close) }
+
+func (c *closeOnWrite) WriteHeader(code int) {
+	c.done()
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *closeOnWrite) Write(b []byte) (int, error) {
+	c.done()
+	return c.ResponseWriter.Write(b)
 }
