@@ -673,17 +673,9 @@ func createTopic(brokers, topic string, partitions int32) error {
 	return adm.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: 1}, false)
 }
 
-// preload produces n synthetic activities (seed 42, ids act-1..act-n) with
-// the same producer settings as bend's ingest, and returns the rate.
-func preload(brokers, topic string, n int64, eventBytes int) (float64, error) {
-	c := benchkit.ProducerConfig("bendbench")
-	p, err := sarama.NewAsyncProducer([]string{brokers}, c)
-	if err != nil {
-		return 0, err
-	}
-	gc := synth.DefaultConfig()
-	gc.Seed, gc.IDPrefix, gc.Limit = 42, "act-", n
-	g := synth.NewGenerator(gc)
+// drainProducer reads p's successes and errors until it is closed, and
+// returns the function that closes it and reports how many sends failed.
+func drainProducer(p sarama.AsyncProducer) (closeAndCount func() int64) {
 	var wg sync.WaitGroup
 	var errs int64
 	wg.Add(2)
@@ -698,6 +690,25 @@ func preload(brokers, topic string, n int64, eventBytes int) (float64, error) {
 			errs++
 		}
 	}()
+	return func() int64 {
+		p.AsyncClose()
+		wg.Wait()
+		return errs
+	}
+}
+
+// preload produces n synthetic activities (seed 42, ids act-1..act-n) with
+// the same producer settings as bend's ingest, and returns the rate.
+func preload(brokers, topic string, n int64, eventBytes int) (float64, error) {
+	c := benchkit.ProducerConfig("bendbench")
+	p, err := sarama.NewAsyncProducer([]string{brokers}, c)
+	if err != nil {
+		return 0, err
+	}
+	gc := synth.DefaultConfig()
+	gc.Seed, gc.IDPrefix, gc.Limit = 42, "act-", n
+	g := synth.NewGenerator(gc)
+	closeProducer := drainProducer(p)
 	t0 := time.Now()
 	for range n {
 		v, id, _ := g.Append(nil)
@@ -706,9 +717,7 @@ func preload(brokers, topic string, n int64, eventBytes int) (float64, error) {
 		}
 		p.Input() <- &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(id), Value: sarama.ByteEncoder(v)}
 	}
-	p.AsyncClose()
-	wg.Wait()
-	if errs > 0 {
+	if errs := closeProducer(); errs > 0 {
 		return 0, fmt.Errorf("preload: %d produce errors", errs)
 	}
 	return float64(n) / time.Since(t0).Seconds(), nil

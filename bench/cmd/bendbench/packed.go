@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"log"
-	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -57,20 +56,7 @@ func preloadPacked(brokers, topic string, n int64, per int) (float64, error) {
 	gc := synth.DefaultConfig()
 	gc.Seed, gc.IDPrefix, gc.Limit = 42, "act-", n
 	g := synth.NewGenerator(gc)
-	var wg sync.WaitGroup
-	var errs int64
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		for range p.Successes() {
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		for range p.Errors() {
-			errs++
-		}
-	}()
+	closeProducer := drainProducer(p)
 	type open struct {
 		key   []byte
 		value []byte
@@ -108,9 +94,7 @@ func preloadPacked(brokers, topic string, n int64, per int) (float64, error) {
 	for i := range packs {
 		flush(&packs[i])
 	}
-	p.AsyncClose()
-	wg.Wait()
-	if errs > 0 {
+	if errs := closeProducer(); errs > 0 {
 		return 0, fmt.Errorf("preload: %d produce errors", errs)
 	}
 	return float64(n) / time.Since(t0).Seconds(), nil
