@@ -32,7 +32,8 @@ type Item[T any] struct {
 	key      int64  // due on the heap's time line
 	seq      uint64 // park order, breaks ties between equal due times
 	bytes    int64
-	index    int // position in the due heap, -1 when not in it
+	n        int64 // items of capacity held: 1, or PutN's n
+	index    int   // position in the due heap, -1 when not in it
 	state    itemState
 	complete bool
 }
@@ -127,6 +128,18 @@ func New[T any](cfg Config) (*Queue[T], error) {
 // if bytes > MaxBytes > 0, and an error if bytes < 0. A due time in the past
 // makes the item ready at once. Safe for concurrent use.
 func (q *Queue[T]) Put(ctx context.Context, v T, due time.Time, bytes int64) (*Item[T], error) {
+	return q.PutN(ctx, v, due, 1, bytes)
+}
+
+// PutN is Put for a value that stands for n items (a batch of n records):
+// it takes n of Config.MaxItems, so the capacity still counts what the
+// values hold, and returns them all at Release. n is capped at MaxItems
+// (a batch larger than the queue passes alone); it must be at least 1.
+func (q *Queue[T]) PutN(ctx context.Context, v T, due time.Time, n, bytes int64) (*Item[T], error) {
+	if n < 1 {
+		return nil, fmt.Errorf("delayqueue: %d items; want at least 1", n)
+	}
+	n = min(n, q.cfg.MaxItems)
 	if bytes < 0 {
 		return nil, fmt.Errorf("delayqueue: negative bytes %d", bytes)
 	}
@@ -143,23 +156,23 @@ func (q *Queue[T]) Put(ctx context.Context, v T, due time.Time, bytes int64) (*I
 		return nil, ctx.Err()
 	default:
 	}
-	if err := q.acquire(ctx, q.items, 1); err != nil {
+	if err := q.acquire(ctx, q.items, n); err != nil {
 		return nil, err
 	}
 	if q.bytes != nil && bytes > 0 {
 		if err := q.acquire(ctx, q.bytes, bytes); err != nil {
-			q.items.Release(1)
+			q.items.Release(n)
 			return nil, err
 		}
 	}
-	it := &Item[T]{Value: v, q: q, due: due, bytes: bytes, index: -1}
+	it := &Item[T]{Value: v, q: q, due: due, bytes: bytes, n: n, index: -1}
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
-		q.releaseCap(bytes)
+		q.releaseCap(n, bytes)
 		return nil, ErrClosed
 	}
-	q.inItems++
+	q.inItems += n
 	q.inBytes += bytes
 	q.st.Puts++
 	q.parkLocked(it)
@@ -204,11 +217,11 @@ func (q *Queue[T]) acquire(ctx context.Context, s *semaphore.Weighted, n int64) 
 	return nil
 }
 
-func (q *Queue[T]) releaseCap(bytes int64) {
+func (q *Queue[T]) releaseCap(n, bytes int64) {
 	if q.bytes != nil && bytes > 0 {
 		q.bytes.Release(bytes)
 	}
-	q.items.Release(1)
+	q.items.Release(n)
 }
 
 // parkLocked puts it into the heap, or into the early FIFO if it is
@@ -411,10 +424,10 @@ func (q *Queue[T]) Release(it *Item[T]) {
 		return
 	}
 	it.state = stateReleased
-	q.inItems--
+	q.inItems -= it.n
 	q.inBytes -= it.bytes
 	q.mu.Unlock()
-	q.releaseCap(it.bytes)
+	q.releaseCap(it.n, it.bytes)
 }
 
 func (q *Queue[T]) misuse() {

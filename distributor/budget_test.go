@@ -70,7 +70,9 @@ func TestBudgetBoundsBigRecords(t *testing.T) {
 	capacity := p.reg.Get("distributor.budget.cap").(metrics.Gauge).Value()
 	consumed := p.reg.Get("distributor.consumed").(metrics.Meter)
 	eventually(t, 30*time.Second, "reading to stop on the budget", func() bool {
-		return used.Count() > capacity-2*(size+1<<10)-recordOverhead
+		// Reading stops when the next batch does not fit: at most one
+		// batch (batch_max_bytes of records, taken twice) short of the cap.
+		return used.Count() > capacity-2*(o.cfg.BatchMaxBytes+size+1<<10)-4*recordOverhead
 	})
 	var peak int64
 	for range 50 { // a second of samples while stalled

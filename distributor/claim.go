@@ -23,6 +23,8 @@ type claimState struct {
 	partition int32
 	slots     *semaphore.Weighted // caps the window (distributor.max_partition_in_flight)
 	group     *sarama.ConsumerGroupMetadata
+	// buf is the read loop's scratch for the records of a batch.
+	buf []*sarama.ConsumerMessage
 	// busy is set by the read loop from before it checks the replay gate
 	// until handle returns (replay.go).
 	busy atomic.Bool
@@ -41,8 +43,8 @@ type claimState struct {
 
 	// Ordered emission (distributor.ordered): records leave in offset order.
 	omu     sync.Mutex
-	order   []int64                  // offsets parked, in read order, not yet emitted
-	ready   map[int64][]*sink.Record // sealed records waiting for their turn (several: a packed record's events)
+	order   []int64                  // window entries parked, in read order, not yet emitted
+	ready   map[int64][]*sink.Record // sealed batches waiting for their turn, by window entry
 	sending bool                     // an emitter is sending this claim's records
 	dropped bool                     // fenced: nothing more is emitted
 }
@@ -53,8 +55,8 @@ func newClaimState(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupC
 		group: &sarama.ConsumerGroupMetadata{GroupID: d.cfg.Group, GenerationID: sess.GenerationID(), MemberID: sess.MemberID()}}
 }
 
-// acquire blocks until the partition's window has room.
-func (cs *claimState) acquire(ctx context.Context) error { return cs.slots.Acquire(ctx, 1) }
+// acquire blocks until the partition's window has room for n records.
+func (cs *claimState) acquire(ctx context.Context, n int64) error { return cs.slots.Acquire(ctx, n) }
 
 // received notes that off was fetched, for lag before anything is acked.
 func (cs *claimState) received(off int64) {
@@ -65,21 +67,23 @@ func (cs *claimState) received(off int64) {
 	cs.mu.Unlock()
 }
 
-// add records that off, written at ts, was parked and now awaits its
-// acknowledgement.
-func (cs *claimState) add(off int64, ts time.Time) {
+// addRange records that the batch from first to last (holding n of the
+// window's slots), its first record written at ts, was parked and now
+// awaits its acknowledgement.
+func (cs *claimState) addRange(first, last int64, n int32, ts time.Time) {
 	cs.mu.Lock()
-	cs.w.add(off, ts.UnixNano())
+	cs.w.addRange(first, last, n, ts.UnixNano())
 	cs.mu.Unlock()
 	if cs.d.cfg.Ordered {
 		cs.omu.Lock()
-		cs.order = append(cs.order, off)
+		cs.order = append(cs.order, first)
 		cs.omu.Unlock()
 	}
 }
 
-// emitOrdered hands recs (the records made from offset off) to out once every
-// record read before it on this partition has been handed over. Emitters
+// emitOrdered hands recs (the records of the batch whose window entry is
+// off) to out once every batch read before it on this partition has been
+// handed over. Emitters
 // deposit their records; whichever finds the claim idle sends the
 // contiguous run for all of them, so the order holds across emitters.
 func (cs *claimState) emitOrdered(ctx context.Context, off int64, recs []*sink.Record, out chan<- *sink.Record) error {
@@ -88,7 +92,7 @@ func (cs *claimState) emitOrdered(ctx context.Context, off int64, recs []*sink.R
 		cs.omu.Unlock()
 		for _, rec := range recs {
 			cs.d.abandoned.Inc(1)
-			rec.Ack(errFenced)
+			rec.Settle(errFenced)
 		}
 		return nil
 	}
@@ -139,7 +143,7 @@ func (cs *claimState) dropOrdered() {
 	for _, rs := range waiting {
 		for _, r := range rs {
 			cs.d.abandoned.Inc(1)
-			r.Ack(errFenced)
+			r.Settle(errFenced)
 		}
 	}
 }
@@ -168,9 +172,6 @@ func (cs *claimState) ack(off int64, err error) {
 		}
 	}
 	cs.mu.Unlock()
-	if err != nil {
-		cs.d.nacks.Inc(1)
-	}
 	if freed > 0 {
 		cs.slots.Release(int64(freed))
 	}

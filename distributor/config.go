@@ -29,6 +29,14 @@ type Config struct {
 	// FetchBuffer is the number of fetched records buffered per partition
 	// (sarama's Consumer.ChannelBufferSize). Default 256.
 	FetchBuffer int `mapstructure:"fetch_buffer"`
+	// BatchMaxRecords caps the records of one partition that move through
+	// the stages as one batch (one delay-queue item, one window entry, one
+	// acknowledgement): those already fetched when one is read; a batch
+	// never waits for more. Default 256.
+	BatchMaxRecords int `mapstructure:"batch_max_records"`
+	// BatchMaxBytes caps the bytes (keys and values) of one batch; a
+	// single larger record is a batch alone. Default 1048576 (1 MiB).
+	BatchMaxBytes int64 `mapstructure:"batch_max_bytes"`
 	// MaxPartitionInFlight caps records read from one partition and not yet
 	// passed by its commit watermark. Default 10000.
 	MaxPartitionInFlight int64 `mapstructure:"max_partition_in_flight"`
@@ -98,6 +106,8 @@ func DefaultConfig() Config {
 		Delay:                2 * time.Second,
 		Emitters:             2,
 		FetchBuffer:          256,
+		BatchMaxRecords:      256,
+		BatchMaxBytes:        1 << 20,
 		MaxPartitionInFlight: 10000,
 		DrainTimeout:         10 * time.Second,
 		CommitInterval:       time.Second,
@@ -129,6 +139,12 @@ func (c Config) Validate() error {
 	}
 	if c.FetchBuffer < 1 {
 		errs = append(errs, fmt.Errorf("distributor.fetch_buffer: must be at least 1, got %d", c.FetchBuffer))
+	}
+	if c.BatchMaxRecords < 1 {
+		errs = append(errs, fmt.Errorf("distributor.batch_max_records: must be at least 1, got %d", c.BatchMaxRecords))
+	}
+	if c.BatchMaxBytes < 1 {
+		errs = append(errs, fmt.Errorf("distributor.batch_max_bytes: must be at least 1, got %d", c.BatchMaxBytes))
 	}
 	if c.MaxPartitionInFlight < 1 {
 		errs = append(errs, fmt.Errorf("distributor.max_partition_in_flight: must be at least 1, got %d", c.MaxPartitionInFlight))

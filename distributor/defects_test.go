@@ -131,13 +131,13 @@ func TestRetryOfFencedJobIsDropped(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			reg := metrics.NewRegistry()
 			work := enrich.NewQueue(4, []enrich.Resolved{{Spec: enrich.Spec{Name: "x", Required: true}}}, nil)
-			dq, err := delayqueue.New[*job](delayqueue.DefaultConfig())
+			dq, err := delayqueue.New[*batch](delayqueue.DefaultConfig())
 			if err != nil {
 				t.Fatal(err)
 			}
 			d := &Distributor{work: work, dq: dq, reg: reg,
 				retriesDropped: metrics.GetOrRegisterCounter("distributor.retries_dropped", reg)}
-			j := &job{cs: &claimState{fenced: tc.fenced}, sealed: tc.sealed}
+			j := &job{b: &batch{cs: &claimState{fenced: tc.fenced}}, sealed: tc.sealed}
 			task := &enrich.Task{Attempt: 1}
 			d.retry(context.Background(), j, task, enrich.Spec{Backoff: time.Millisecond, Required: true})
 			eventually(t, 10*time.Second, "the retry queued or dropped", func() bool {

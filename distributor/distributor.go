@@ -53,10 +53,8 @@ package distributor
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,7 +64,6 @@ import (
 	"github.com/bendstream/bend/enrich"
 	"github.com/bendstream/bend/internal/activity"
 	"github.com/bendstream/bend/internal/metricnames"
-	"github.com/bendstream/bend/internal/pack"
 	"github.com/bendstream/bend/sink"
 	metrics "github.com/rcrowley/go-metrics"
 	"github.com/sirupsen/logrus"
@@ -84,12 +81,14 @@ type Distributor struct {
 	// runs them at read time instead of queueing a task, so a slow
 	// enricher's tasks in the queue can never delay them.
 	inline []bool
+	// required is the number of required enrichers.
+	required int
 	// work holds the queued tasks, one lane per enricher: required tasks
 	// are pushed (blocking while their lane is full, holding their
 	// activity), optional ones offered (a full lane drops its oldest:
 	// emitted missing, reason "overloaded").
 	work  *enrich.Queue
-	dq    *delayqueue.Queue[*job]
+	dq    *delayqueue.Queue[*batch]
 	log   logrus.FieldLogger
 	reg   metrics.Registry
 	delay atomic.Int64 // distributor.delay, tunable at run time
@@ -125,7 +124,7 @@ type Distributor struct {
 // (enrich.Pool, remote workers through enrich.Server) drain;
 // dq parks the activities. sc is the base sarama config.
 func New(cfg Config, brokers []string, sc *sarama.Config, topics []string, enrichers []enrich.Resolved,
-	work *enrich.Queue, dq *delayqueue.Queue[*job], log logrus.FieldLogger, reg metrics.Registry) (*Distributor, error) {
+	work *enrich.Queue, dq *delayqueue.Queue[*batch], log logrus.FieldLogger, reg metrics.Registry) (*Distributor, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -150,6 +149,9 @@ func New(cfg Config, brokers []string, sc *sarama.Config, topics []string, enric
 	}
 	for _, e := range enrichers {
 		d.inline = append(d.inline, e.Inline())
+		if e.Required {
+			d.required++
+		}
 	}
 	d.overloaded = metrics.GetOrRegisterCounter(metricnames.DistributorOverloaded, reg)
 	d.replays = metrics.GetOrRegisterCounter(metricnames.DistributorReplayResets, reg)
@@ -166,8 +168,8 @@ func New(cfg Config, brokers []string, sc *sarama.Config, topics []string, enric
 }
 
 // NewQueue builds the delay queue a Distributor parks activities in.
-func NewQueue(cfg delayqueue.Config) (*delayqueue.Queue[*job], error) {
-	return delayqueue.New[*job](cfg)
+func NewQueue(cfg delayqueue.Config) (*delayqueue.Queue[*batch], error) {
+	return delayqueue.New[*batch](cfg)
 }
 
 // Delay returns how long activities are parked for their enrichments.
@@ -304,9 +306,11 @@ func (d *Distributor) consume(ctx, intake context.Context, group sarama.Consumer
 	return nil
 }
 
-// emit takes finished activities from the delay queue and sends them on.
-// It returns when the queue is closed and empty.
+// emit takes finished batches from the delay queue and sends their records
+// on. It returns when the queue is closed and empty.
 func (d *Distributor) emit(ctx context.Context, out chan<- *sink.Record) error {
+	var buf []*sink.Record
+	scratch := make([]byte, 0, 512)
 	for {
 		it, err := d.dq.Take(ctx)
 		if errors.Is(err, delayqueue.ErrClosed) {
@@ -315,39 +319,10 @@ func (d *Distributor) emit(ctx context.Context, out chan<- *sink.Record) error {
 		if err != nil {
 			return err
 		}
-		j := it.Value
-		if j.cs.isFenced() {
-			// Its claim ended without this record being acknowledged:
-			// the record is redelivered from the committed offset.
-			d.abandoned.Inc(1)
-			d.inflight.Dec(1)
-			d.budget.release(j.weight)
-			d.dq.Release(it)
-			j.abandoned()
-			continue
+		if buf, err = d.emitBatch(ctx, it, out, buf, &scratch); err != nil { // batch.go
+			return err
 		}
-		rec, ready := j.seal(d)
-		if !ready {
-			d.dq.Repark(it, time.Now().Add(d.Delay()))
-			continue
-		}
-		if d.cfg.Ordered && j.pack != nil {
-			if err := j.emitPacked(ctx, rec, out); err != nil {
-				return err
-			}
-			continue
-		}
-		if d.cfg.Ordered {
-			if err := j.cs.emitOrdered(ctx, j.msg.Offset, []*sink.Record{rec}, out); err != nil {
-				return err
-			}
-			continue
-		}
-		select {
-		case out <- rec:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		clear(buf) // the records may be acknowledged and collected
 	}
 }
 
@@ -411,7 +386,7 @@ read:
 			if !d.rp.enter(ctx, cs, claim.Messages()) { // paused by a replay: the session ends at its resume
 				break read
 			}
-			err = d.handle(ctx, cs, m)
+			err = d.handle(ctx, cs, m, claim.Messages())
 			cs.busy.Store(false)
 			if err != nil {
 				break read
@@ -442,134 +417,35 @@ read:
 	return err
 }
 
-// handle parks one record and queues its enrichment tasks. It blocks while
-// the delay queue or the partition's window is full: that is backpressure.
-func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.ConsumerMessage) error {
+// handle parks m, with the records of its partition already fetched after
+// it (in), as one batch and queues their enrichment tasks (batch.go). A
+// packed record is a batch of its own (pack.go). It blocks while the delay
+// queue, the memory budget or the partition's window is full: that is
+// backpressure.
+func (d *Distributor) handle(ctx context.Context, cs *claimState, m *sarama.ConsumerMessage, in <-chan *sarama.ConsumerMessage) error {
 	cs.received(m.Offset)
-	if n, packed, ferr := pack.Framed(m.Headers); packed {
-		return d.handlePack(ctx, cs, m, n, ferr) // pack.go
-	}
-	if err := cs.acquire(ctx); err != nil {
-		return err
-	}
-	return d.park(ctx, cs, m, nil, 0)
-}
-
-// park is handle after the window slot is taken: m is the record, or
-// event idx of the packed record ps (which then holds the slot and the
-// window entry).
-func (d *Distributor) park(ctx context.Context, cs *claimState, m *sarama.ConsumerMessage, ps *packState, idx int32) error {
-	w := d.budget.weight(m)
-	if err := d.budget.acquire(ctx, w); err != nil {
-		if ps == nil {
-			cs.slots.Release(1)
-		}
-		return err
-	}
-	d.consumed.Mark(1)
-	j := &job{msg: m, cs: cs, read: time.Now(), weight: w, pack: ps, index: idx}
-	due := j.read.Add(d.Delay())
-	j.due = due
-	var f activity.Fields
-	var perr error
-	if ps != nil && ps.bad != nil {
-		perr = ps.bad
-	} else {
-		f, perr = d.cfg.parse(m)
-	}
-	if perr != nil {
-		j.deadLetter = "invalid event: " + perr.Error()
-		due = j.read
-	} else if f.Kind != "" {
-		// A non-activity event: passed on unenriched, at once. Its record
-		// is built before it is parked, where an emitter may seal it.
-		due = j.read
-		j.rec = j.passRecord(d, f.Kind)
-	} else {
-		j.fields = f
-		j.results = j.resBuf[:0]
-		if len(d.enrichers) > len(j.resBuf) {
-			j.results = make([]result, 0, len(d.enrichers))
-		}
-		j.results = j.results[:len(d.enrichers)]
-		j.pending = len(d.enrichers)
-		for _, e := range d.enrichers {
-			if e.Required {
-				j.required++
+	for m != nil {
+		if n, packed, ferr := packFramed(m); packed {
+			if err := d.handlePack(ctx, cs, m, n, ferr); err != nil {
+				return err
 			}
-		}
-	}
-	// j.mu is held until the job is tracked: an invalid event is due at
-	// once, and an emitter that takes it must not seal it before j.item,
-	// its offset and j.rec are set (seal takes j.mu).
-	j.mu.Lock()
-	it, err := d.dq.Put(ctx, j, due, int64(len(m.Value)))
-	if err != nil {
-		j.mu.Unlock()
-		// Not parked, so not tracked: the claim is ending and the record
-		// will be read again from the committed offset.
-		if ps == nil {
-			cs.slots.Release(1)
-		}
-		d.budget.release(w)
-		return err
-	}
-	// Track the offset only once the record is parked: from here on its
-	// acknowledgement is what moves the watermark.
-	j.item = it
-	d.inflight.Inc(1)
-	if ps == nil {
-		cs.add(m.Offset, m.Timestamp)
-	}
-	if perr != nil {
-		j.rec = j.deadLetterRecord(d, j.deadLetter)
-		j.mu.Unlock()
-		d.dq.Complete(it)
-		return nil
-	}
-	if f.Kind != "" {
-		j.mu.Unlock()
-		d.dq.Complete(it)
-		return nil
-	}
-	j.mu.Unlock()
-	if len(d.enrichers) == 0 {
-		d.dq.Complete(it)
-		return nil
-	}
-	// The callbacks are built only when a task is queued (or an inline
-	// attempt failed): with only inline enrichers a record costs no closure.
-	var report func(*enrich.Task, json.RawMessage, error)
-	var stale func() bool
-	for i := range d.enrichers {
-		if d.inline[i] {
-			res, err := enrich.Call(ctx, d.enrichers[i].Enricher, &j.fields)
-			if err == nil {
-				if j.settle(i, res) {
-					d.dq.Complete(it)
+			m = nil
+			// Then whatever else is already fetched.
+			select {
+			case m2, ok := <-in:
+				if ok {
+					m = m2
 				}
-				continue
+			default:
 			}
-			if report == nil {
-				report, stale = j.report(ctx, d), j.stale
-			}
-			report(&enrich.Task{Enricher: i, Activity: &j.fields, Attempt: 1, Report: report, Stale: stale}, res, err)
 			continue
 		}
-		if report == nil {
-			report, stale = j.report(ctx, d), j.stale
-		}
-		t := &enrich.Task{Enricher: i, Activity: &j.fields, Attempt: 1, Report: report, Stale: stale}
-		if !d.enrichers[i].Required {
-			// Offer never blocks: a full lane drops its oldest task,
-			// reported as overloaded.
-			t.Deadline = j.resultDeadline()
-			d.work.Offer(t)
-			continue
-		}
-		if err := d.work.Push(ctx, t); err != nil {
-			// The job stays parked; its claim is ending, so it is
-			// abandoned and redelivered.
+		var msgs []*sarama.ConsumerMessage
+		msgs, m = d.gather(cs.buf[:0], m, in)
+		err := d.parkBatch(ctx, cs, msgs, nil)
+		clear(msgs)
+		cs.buf = msgs[:0]
+		if err != nil {
 			return err
 		}
 	}
@@ -587,18 +463,3 @@ var (
 	hdrDLQTime         = []byte("bend-dlq-time")
 	hdrDistributor     = []byte("distributor")
 )
-
-// provenance returns the provenance headers of an emitted record, with room
-// for the dead-letter headers. The partition and offset values share one
-// allocation.
-func provenance(m *sarama.ConsumerMessage, topic []byte) []sarama.RecordHeader {
-	num := make([]byte, 0, 32)
-	num = strconv.AppendInt(num, int64(m.Partition), 10)
-	p := len(num)
-	num = strconv.AppendInt(num, m.Offset, 10)
-	h := make([]sarama.RecordHeader, 3, 6)
-	h[0] = sarama.RecordHeader{Key: hdrSourceTopic, Value: topic}
-	h[1] = sarama.RecordHeader{Key: hdrSourcePartition, Value: num[:p:p]}
-	h[2] = sarama.RecordHeader{Key: hdrSourceOffset, Value: num[p:]}
-	return h
-}

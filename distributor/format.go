@@ -4,7 +4,6 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/bendstream/bend/internal/activity"
 	"github.com/bendstream/bend/internal/metricnames"
-	"github.com/bendstream/bend/sink"
 	metrics "github.com/rcrowley/go-metrics"
 	"github.com/tidwall/gjson"
 )
@@ -43,8 +42,8 @@ func (c Config) parse(m *sarama.ConsumerMessage) (activity.Fields, error) {
 // passRecord builds the output record of a non-activity event: its bytes
 // untouched, with the provenance headers and bend-kind. It counts the
 // event in distributor.non_activity.
-func (j *job) passRecord(d *Distributor, kind string) *sink.Record {
+func (j *job) passRecord(d *Distributor, kind string) {
 	metrics.GetOrRegisterCounter(metricnames.DistributorNonActivity, d.reg).Inc(1)
-	h := append(j.provenance(), sarama.RecordHeader{Key: hdrKind, Value: []byte(kind)})
-	return &sink.Record{Key: j.msg.Key, Value: j.msg.Value, Headers: h, Timestamp: j.msg.Timestamp, Ack: j.ackFunc(d), Source: j.source()}
+	h := append(j.hdrs[:len(j.hdrs):len(j.hdrs)], sarama.RecordHeader{Key: hdrKind, Value: []byte(kind)})
+	j.record(j.msg.Value, h, false)
 }

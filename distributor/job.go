@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/bendstream/bend/delayqueue"
 	"github.com/bendstream/bend/enrich"
 	"github.com/bendstream/bend/internal/activity"
 	"github.com/bendstream/bend/sink"
@@ -31,18 +30,15 @@ const (
 	statusFailed
 )
 
-// job is one activity in flight: parked in the delay queue while its
-// enrichment tasks run, then emitted, then acknowledged.
+// job is one activity in flight, one record of its batch: parked (with the
+// batch) in the delay queue while its enrichment tasks run, then sealed
+// into its output record, then acknowledged.
 type job struct {
 	msg    *sarama.ConsumerMessage
-	cs     *claimState
-	read   time.Time
-	due    time.Time // read + distributor.delay at read time
+	b      *batch
+	index  int32 // in b.jobs and b.recs
+	hdrs   []sarama.RecordHeader
 	fields activity.Fields
-	item   *delayqueue.Item[*job]
-	weight int64      // bytes taken from distributor.memory_budget (budget.go)
-	pack   *packState // the packed record holding this event, or nil (pack.go)
-	index  int32      // the event's index in pack
 
 	mu       sync.Mutex
 	sealed   bool // emitted: later results are late
@@ -52,8 +48,12 @@ type job struct {
 	required int       // required enrichments not final
 	// deadLetter, when set, is why the job goes to the dead-letter topic.
 	deadLetter string
-	rec        *sink.Record // prebuilt record for invalid input
-	acked      atomic.Bool  // the sink's acknowledgement arrived
+	prebuilt   bool        // b.recs[index] was built at read time (invalid input, non-activity)
+	acked      atomic.Bool // the sink's acknowledgement arrived
+
+	// Emitter state, under b.mu.
+	built bool // sealed into b.recs[index]
+	sent  bool // handed to the sink, or dropped
 }
 
 // settle records a successful first attempt of optional enrichment i, run
@@ -128,7 +128,7 @@ func (j *job) report(ctx context.Context, d *Distributor) func(*enrich.Task, jso
 		done := j.pending == 0
 		j.mu.Unlock()
 		if done {
-			d.dq.Complete(j.item)
+			j.b.jobDone(d)
 		}
 	}
 }
@@ -140,11 +140,8 @@ func (j *job) report(ctx context.Context, d *Distributor) func(*enrich.Task, jso
 // tenth of the delay.
 const resultGuard = 25 * time.Millisecond
 
-// resultDeadline is the Deadline of the job's optional tasks: a little
-// before it is due (resultGuard).
-func (j *job) resultDeadline() time.Time {
-	return j.due.Add(-min(resultGuard, j.due.Sub(j.read)/10))
-}
+// resultDeadline is the Deadline of the job's optional tasks (the batch's).
+func (j *job) resultDeadline() time.Time { return j.b.resultDeadline() }
 
 // backoff is the wait before the attempt after t: spec.Backoff doubled per
 // attempt made, capped at 10s.
@@ -158,7 +155,7 @@ func (j *job) stale() bool {
 	j.mu.Lock()
 	sealed := j.sealed
 	j.mu.Unlock()
-	return sealed || j.cs.isFenced()
+	return sealed || j.b.cs.isFenced()
 }
 
 // retry queues the task's next attempt after its backoff, unless by then
@@ -173,7 +170,7 @@ func (d *Distributor) retry(ctx context.Context, j *job, t *enrich.Task, spec en
 		j.mu.Lock()
 		gone := j.sealed
 		j.mu.Unlock()
-		if gone || j.cs.isFenced() {
+		if gone || j.b.cs.isFenced() {
 			d.retriesDropped.Inc(1)
 			return
 		}
@@ -186,25 +183,27 @@ func (d *Distributor) retry(ctx context.Context, j *job, t *enrich.Task, spec en
 	})
 }
 
-// seal decides what leaves the delay queue for this job. It returns
-// ready=false while a required enrichment is still being attempted: the job
-// is then parked again.
-func (j *job) seal(d *Distributor) (*sink.Record, bool) {
+// seal decides what leaves the delay queue for this job: it builds the
+// job's output record in its batch's storage. It returns ready=false while
+// a required enrichment is still being attempted: the job is then parked
+// again. scratch is the emitter's buffer for the enrichments' JSON.
+func (j *job) seal(d *Distributor, scratch *[]byte) (*sink.Record, bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.rec != nil {
+	rec := &j.b.recs[j.index]
+	if j.prebuilt {
 		j.sealed = true
-		return j.rec, true
+		return rec, true
 	}
 	if j.required > 0 {
 		return nil, false
 	}
 	j.sealed = true
 	if j.deadLetter != "" {
-		return j.deadLetterRecord(d, j.deadLetter), true
+		j.deadLetterRecord(d, j.deadLetter)
+		return rec, true
 	}
-	enr := make([]byte, 0, 256)
-	enr = append(enr, '{')
+	enr := append((*scratch)[:0], '{')
 	for i, r := range j.results {
 		if i > 0 {
 			enr = append(enr, ',')
@@ -235,50 +234,38 @@ func (j *job) seal(d *Distributor) (*sink.Record, bool) {
 		}
 	}
 	enr = append(enr, '}')
-	return &sink.Record{
-		Key:       j.msg.Key,
-		Value:     activity.WithEnrichments(j.msg.Value, enr),
-		Headers:   j.provenance(),
-		Timestamp: j.msg.Timestamp,
-		Ack:       j.ackFunc(d),
-		Source:    j.source(),
-	}, true
+	*scratch = enr
+	j.record(j.msg.Value, j.hdrs, false)
+	rec.Value = activity.WithEnrichments(j.msg.Value, enr)
+	return rec, true
+}
+
+// record fills the job's output record: its input's key and timestamp,
+// value and headers, acknowledged through the batch.
+func (j *job) record(value []byte, h []sarama.RecordHeader, deadLetter bool) {
+	rec := &j.b.recs[j.index]
+	*rec = sink.Record{Key: j.msg.Key, Value: value, Headers: h, Timestamp: j.msg.Timestamp, DeadLetter: deadLetter,
+		Acker: j.b, Index: j.index, Source: j.source()}
 }
 
 // deadLetterRecord builds the dead-letter record: the original bytes, with
 // the reason and provenance in headers.
-func (j *job) deadLetterRecord(d *Distributor, reason string) *sink.Record {
+func (j *job) deadLetterRecord(d *Distributor, reason string) {
 	d.deadLetters.Inc(1)
-	h := append(j.provenance(),
+	h := append(j.hdrs[:len(j.hdrs):len(j.hdrs)],
 		sarama.RecordHeader{Key: hdrDLQReason, Value: []byte(reason)},
 		sarama.RecordHeader{Key: hdrDLQStage, Value: hdrDistributor},
 		sarama.RecordHeader{Key: hdrDLQTime, Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
 	)
-	return &sink.Record{Key: j.msg.Key, Value: j.msg.Value, Headers: h, Timestamp: j.msg.Timestamp, DeadLetter: true, Ack: j.ackFunc(d), Source: j.source()}
+	j.record(j.msg.Value, h, true)
 }
 
 // source names the input record, for sinks that commit offsets themselves
 // (exactly-once mode, where the distributor's commit is external); nil
-// otherwise, saving an allocation per record.
+// otherwise.
 func (j *job) source() *sink.Source {
-	if !j.cs.d.cfg.ExternalCommit {
+	if j.b.srcs == nil {
 		return nil
 	}
-	return &sink.Source{Topic: j.msg.Topic, Partition: j.msg.Partition, Offset: j.msg.Offset, Group: j.cs.group}
-}
-
-// ackFunc returns the sink acknowledgement of this job: it frees the job's
-// delay-queue capacity and marks its offset. Only the first call counts; a
-// later one is ignored and counted in distributor.double_acks.
-func (j *job) ackFunc(d *Distributor) func(error) {
-	return func(err error) {
-		if !j.acked.CompareAndSwap(false, true) {
-			d.doubleAcks.Inc(1)
-			return
-		}
-		d.dq.Release(j.item)
-		d.inflight.Dec(1)
-		d.budget.release(j.weight)
-		j.ackOffset(err)
-	}
+	return &j.b.srcs[j.index]
 }

@@ -36,8 +36,9 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// Record is one record to deliver. Ack is called exactly once: nil when every
-// output accepted it, or the error that made an output give up.
+// Record is one record to deliver. Its outcome is delivered exactly once:
+// nil when every output accepted it, or the error that made an output give
+// up; to Acker (with Index) when set, else to Ack.
 type Record struct {
 	Key, Value []byte
 	// Headers are copied to Kafka outputs.
@@ -47,14 +48,36 @@ type Record struct {
 	Timestamp time.Time
 	// DeadLetter sends the record to the dead-letter topic only.
 	DeadLetter bool
-	// Ack receives the outcome.
+	// Ack receives the outcome, unless Acker is set.
 	Ack func(err error)
+	// Acker, when set, receives the outcome with Index instead of Ack: one
+	// acknowledger for a whole batch of records, with no closure per record.
+	Acker Acker
+	// Index identifies the record to its Acker.
+	Index int32
 	// Source is the input record this one was made from, if any.
 	Source *Source
 
 	pending atomic.Int32
 	err     atomic.Pointer[error]
 	sink    *Sink // set by Sink.send; counts the outcome in done
+}
+
+// Acker receives the outcomes of the records that name it (Record.Acker),
+// each identified by its Record.Index. It must not block.
+type Acker interface {
+	AckRecord(index int32, err error)
+}
+
+// Settle delivers the record's outcome to its Acker or its Ack. Outputs call
+// it through done; whoever drops a record without sending it (a fenced
+// claim) calls it directly.
+func (r *Record) Settle(err error) {
+	if r.Acker != nil {
+		r.Acker.AckRecord(r.Index, err)
+		return
+	}
+	r.Ack(err)
 }
 
 // done is called by each output once; the last one acks upstream. A call
@@ -79,7 +102,7 @@ func (r *Record) done(err error) {
 		if r.sink != nil {
 			r.sink.account(r, final)
 		}
-		r.Ack(final)
+		r.Settle(final)
 	}
 }
 
@@ -254,7 +277,7 @@ func (s *Sink) nackRest(in <-chan *Record, err error) {
 				return
 			}
 			s.failed.Inc(1)
-			r.Ack(err)
+			r.Settle(err)
 		default:
 			return
 		}
