@@ -2,6 +2,7 @@ package enrich
 
 import (
 	"container/list"
+	"strings"
 	"sync"
 	"time"
 
@@ -81,6 +82,9 @@ func (c *cache[V]) add(key string, val V) {
 			c.removeLocked(el)
 		}
 	}
+	// A key may share an activity's record buffer (activity.Parse): the
+	// copy keeps the cache's memory its own.
+	key = strings.Clone(key)
 	c.items[key] = c.order.PushFront(&cacheEntry[V]{key: key, val: val, expires: expires})
 }
 

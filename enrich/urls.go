@@ -206,6 +206,9 @@ func (u *urls) Enrich(ctx context.Context, a *activity.Fields) (json.RawMessage,
 
 // unwind follows link and caches the result unless it is transient.
 func (u *urls) unwind(ctx context.Context, link string) linkResult {
+	// The activity's strings share its record's buffer (activity.Parse):
+	// what is cached must not keep that buffer alive.
+	link = strings.Clone(link)
 	r := u.follow(ctx, link)
 	if r.err != nil {
 		r.Error = r.err.Error()

@@ -77,14 +77,17 @@ var (
 )
 
 // Parse decodes the fields bend reads from one JSON event. It returns an error
-// that wraps ErrNotObject, ErrMissingID or the JSON decoder's error.
+// that wraps ErrNotObject, ErrMissingID or the JSON decoder's error. The
+// strings of the result share raw's memory where they need no unescaping
+// (no copy per field): raw must not change while they are in use, and
+// whoever keeps one beyond the event (a cache) copies it (strings.Clone).
 func Parse(raw []byte) (Fields, error) {
 	var f Fields
 	b := bytes.TrimSpace(raw)
 	if len(b) == 0 || b[0] != '{' {
 		return f, ErrNotObject
 	}
-	if err := json.Unmarshal(b, &f); err != nil {
+	if rest, err := json.Parse(b, &f, json.ZeroCopy); err != nil || len(rest) != 0 {
 		// The rare path: decode again with encoding/json, whose errors
 		// carry what callers report (the byte offset of a syntax error, the
 		// JSON type of a mistyped field).
