@@ -85,10 +85,34 @@ type topicOutput struct {
 	topic string
 }
 
+// Send hands r to the producer in the message it carries (a record goes to
+// one Kafka topic at most): with its key and value as encoders pointing at
+// the record, the send allocates nothing.
 func (t *topicOutput) Send(ctx context.Context, r *Record) error {
-	m := &sarama.ProducerMessage{Topic: t.topic, Key: sarama.ByteEncoder(r.Key), Value: sarama.ByteEncoder(r.Value), Headers: r.Headers}
-	return t.p.Send(ctx, m, r.done)
+	r.msg = sarama.ProducerMessage{Topic: t.topic, Headers: r.Headers}
+	if r.Key != nil {
+		r.msg.Key = (*keyEncoder)(r)
+	}
+	if r.Value != nil {
+		r.msg.Value = (*valueEncoder)(r)
+	}
+	return t.p.SendTo(ctx, &r.msg, (*outcome)(r))
 }
+
+// keyEncoder and valueEncoder are a Record seen as the sarama.Encoder of its
+// key or value: being pointers, they box into the interface without an
+// allocation.
+type (
+	keyEncoder   Record
+	valueEncoder Record
+	outcome      Record // a Record as the producer's kafka.Completer
+)
+
+func (e *keyEncoder) Encode() ([]byte, error)   { return e.Key, nil }
+func (e *keyEncoder) Length() int               { return len(e.Key) }
+func (e *valueEncoder) Encode() ([]byte, error) { return e.Value, nil }
+func (e *valueEncoder) Length() int             { return len(e.Value) }
+func (o *outcome) Complete(err error)           { (*Record)(o).done(err) }
 
 // Close is a no-op: the shared producer is closed by the Sink.
 func (t *topicOutput) Close() error { return nil }

@@ -60,7 +60,8 @@ type Record struct {
 
 	pending atomic.Int32
 	err     atomic.Pointer[error]
-	sink    *Sink // set by Sink.send; counts the outcome in done
+	sink    *Sink                  // set by Sink.send; counts the outcome in done
+	msg     sarama.ProducerMessage // the Kafka output's message (kafka.go)
 }
 
 // Acker receives the outcomes of the records that name it (Record.Acker),
@@ -85,7 +86,8 @@ func (r *Record) Settle(err error) {
 // defective output can neither ack a record twice nor ack it early.
 func (r *Record) done(err error) {
 	if err != nil {
-		r.err.CompareAndSwap(nil, &err)
+		e := err // only a failure allocates
+		r.err.CompareAndSwap(nil, &e)
 	}
 	left := r.pending.Add(-1)
 	if left < 0 {

@@ -104,6 +104,13 @@ type Producer struct {
 // Done is the callback attached to a record sent through Producer.
 type Done func(err error)
 
+// Completer receives a record's outcome as Done does. A pointer that
+// implements it is attached to its message without a closure per record
+// (SendTo).
+type Completer interface {
+	Complete(err error)
+}
+
 // NewProducer starts a producer. sc is the base config (Apply is called on a
 // copy); metricPrefix names its metrics, e.g. "ingest.producer" gives
 // "ingest.producer.retries".
@@ -129,10 +136,20 @@ func NewProducer(brokers []string, sc *sarama.Config, cfg ProducerConfig, metric
 // Send returns an error (then never). If ctx ends while Send blocks, it
 // returns ctx.Err(). Safe for concurrent use; must not be called after Close.
 func (k *Producer) Send(ctx context.Context, m *sarama.ProducerMessage, done Done) error {
+	return k.send(ctx, m, done)
+}
+
+// SendTo is Send with the outcome delivered to c.Complete.
+func (k *Producer) SendTo(ctx context.Context, m *sarama.ProducerMessage, c Completer) error {
+	return k.send(ctx, m, c)
+}
+
+// send attaches meta, a Done or a Completer, to m and hands it over.
+func (k *Producer) send(ctx context.Context, m *sarama.ProducerMessage, meta any) error {
 	if err := k.sem.Acquire(ctx, 1); err != nil {
 		return err
 	}
-	m.Metadata = done
+	m.Metadata = meta
 	select {
 	case k.p.Input() <- m:
 		return nil
@@ -147,11 +164,13 @@ func (k *Producer) successes() {
 	for m := range k.p.Successes() {
 		k.sem.Release(1)
 		switch d := m.Metadata.(type) {
-		case Done:
-			d(nil)
 		case *resend:
 			k.warn.Store(0) // the outage is over: log the next one's first failure
 			d.done(nil)
+		case Done:
+			d(nil)
+		case Completer:
+			d.Complete(nil)
 		}
 	}
 }
@@ -166,7 +185,14 @@ func (k *Producer) errors() {
 		m := pe.Msg
 		r, _ := m.Metadata.(*resend)
 		if r == nil {
-			r = &resend{done: m.Metadata.(Done), backoff: k.cfg.RetryBackoff}
+			var done Done
+			switch d := m.Metadata.(type) {
+			case Done:
+				done = d
+			case Completer:
+				done = d.Complete
+			}
+			r = &resend{done: done, backoff: k.cfg.RetryBackoff}
 		} else {
 			r.backoff = min(2*r.backoff, 30*time.Second)
 		}
