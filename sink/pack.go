@@ -82,8 +82,14 @@ func classifySink(m *sarama.ProducerMessage) (shared []sarama.RecordHeader, meta
 }
 
 func (o *packedOutput) Send(_ context.Context, r *Record) error {
-	m := &sarama.ProducerMessage{Topic: o.p.Topic(), Key: sarama.ByteEncoder(r.Key), Value: sarama.ByteEncoder(r.Value), Headers: r.Headers}
-	return o.p.Add(m, r.done)
+	r.msg = sarama.ProducerMessage{Topic: o.p.Topic(), Headers: r.Headers}
+	if r.Key != nil {
+		r.msg.Key = (*keyEncoder)(r)
+	}
+	if r.Value != nil {
+		r.msg.Value = (*valueEncoder)(r)
+	}
+	return o.p.Add(&r.msg, r.done)
 }
 
 // Close hands every pack to the shared producer (which the Sink closes

@@ -114,6 +114,12 @@ func (p *Packer) Add(m *sarama.ProducerMessage, done func(error)) error {
 	}
 	if b == nil {
 		b = &batch{first: m, shared: shared}
+		if ok {
+			// Room for a full pack of events like this one, so Append
+			// rarely grows (and copies) the value.
+			b.value = make([]byte, 0, min(p.cfg.MaxBytes, (len(v)+1)*p.cfg.MaxEvents+len(v)))
+			b.dones = make([]func(error), 0, p.cfg.MaxEvents)
+		}
 		p.order = append(p.order, b)
 		if ok {
 			p.open[part] = b
