@@ -40,6 +40,7 @@ var (
 	soAssignors  = flag.String("scaleout-assignors", "cooperative-sticky,range", "scaleout: assignors, one run each")
 	soStatic     = flag.String("scaleout-membership", "dynamic,static", "scaleout: membership modes, one run each (dynamic, static)")
 	soGoMaxProcs = flag.Int("scaleout-gomaxprocs", 1, "scaleout: GOMAXPROCS of each bend process")
+	soReplot     = flag.String("scaleout-replot", "", "scaleout: no runs; rewrite the table and plot of this scaleout JSON file into --out")
 )
 
 // soStepKind is what one step of the schedule does to an instance.
@@ -144,9 +145,25 @@ type soProc struct {
 const soPartitions = 8
 
 // runScaleout runs every assignor x membership combination and writes
-// scaleout.json and a table.
+// scaleout.json (scaleout-full.json with --scaleout-full), its tables
+// (.md) and its plot (.png). With --scaleout-replot it only rewrites the
+// tables and plot of a JSON file written before.
 func runScaleout(brokers, bin, work, out string) error {
+	name := "scaleout"
+	if *soFull {
+		name = "scaleout-full"
+	}
 	var runs []soRun
+	if *soReplot != "" {
+		b, err := os.ReadFile(*soReplot)
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(b, &runs); err != nil {
+			return fmt.Errorf("%s: %w", *soReplot, err)
+		}
+		return soWrite(out, strings.TrimSuffix(filepath.Base(*soReplot), ".json"), runs, false)
+	}
 	for _, as := range strings.Split(*soAssignors, ",") {
 		for _, m := range strings.Split(*soStatic, ",") {
 			r, err := soRunOne(brokers, bin, work, strings.TrimSpace(as), strings.TrimSpace(m) == "static")
@@ -157,13 +174,24 @@ func runScaleout(brokers, bin, work, out string) error {
 			runs = append(runs, r)
 		}
 	}
-	b, _ := json.MarshalIndent(runs, "", "  ")
-	if err := os.WriteFile(filepath.Join(out, "scaleout.json"), b, 0o644); err != nil {
-		return err
+	return soWrite(out, name, runs, true)
+}
+
+// soWrite writes name.json (when withJSON), name.md (the tables, also
+// printed) and name.png into out.
+func soWrite(out, name string, runs []soRun, withJSON bool) error {
+	if withJSON {
+		b, _ := json.MarshalIndent(runs, "", "  ")
+		if err := os.WriteFile(filepath.Join(out, name+".json"), b, 0o644); err != nil {
+			return err
+		}
 	}
 	tbl := soTable(runs)
 	fmt.Print(tbl)
-	return os.WriteFile(filepath.Join(out, "scaleout.md"), []byte(tbl), 0o644)
+	if err := os.WriteFile(filepath.Join(out, name+".md"), []byte(tbl), 0o644); err != nil {
+		return err
+	}
+	return plotScaleout(filepath.Join(out, name+".png"), runs)
 }
 
 func soRunOne(brokers, bin, work, assignor string, static bool) (soRun, error) {

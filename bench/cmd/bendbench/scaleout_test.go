@@ -1,6 +1,10 @@
 package main
 
 import (
+	"image/color"
+	"image/png"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -80,3 +84,67 @@ func TestScaleoutSchedule(t *testing.T) {
 		}
 	}
 }
+
+// TestPlotScaleout renders two runs and checks the PNG: its size, and the
+// output rate line (blue), the moved pauses (orange) and the 1 s line (red).
+func TestPlotScaleout(t *testing.T) {
+	var runs []soRun
+	for _, as := range []string{"cooperative-sticky", "range"} {
+		r := soRun{Assignor: as, RateStep: 0.5}
+		for i := range 240 {
+			r.Rate = append(r.Rate, 2000+float64(i%7)*10)
+		}
+		for k, a := range append([]soAction{{soJoin, []int{1}}}, soSchedule(false)...) {
+			e := soEvent{soAction: a, At: float64(k) * 15, OwnersBefore: make([]int, soPartitions), OwnersAfter: make([]int, soPartitions)}
+			for p := range soPartitions {
+				e.OwnersAfter[p] = 1 + p%2
+				if k > 0 {
+					e.OwnersBefore[p] = 1 + (p+k)%2
+				}
+				e.PauseMS = append(e.PauseMS, float64(50+p*100+k*200))
+			}
+			r.Events = append(r.Events, e)
+		}
+		runs = append(runs, r)
+	}
+	path := filepath.Join(t.TempDir(), "scaleout.png")
+	if p := os.Getenv("BENDBENCH_KEEP_PLOT"); p != "" {
+		path = p
+	}
+	if err := plotScaleout(path, runs); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("decoding the plot: %v", err)
+	}
+	b := img.Bounds()
+	if b.Dx() < 800 || b.Dy() < 800 {
+		t.Errorf("plot is %dx%d, want at least 800x800", b.Dx(), b.Dy())
+	}
+	want := map[color.RGBA]string{{31, 119, 180, 255}: "blue", {255, 127, 14, 255}: "orange", {214, 39, 40, 255}: "red"}
+	counts := map[string]int{}
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			for c, n := range want {
+				// near the colour: thin lines and glyphs are antialiased
+				if d := abs(int(r>>8)-int(c.R)) + abs(int(g>>8)-int(c.G)) + abs(int(bl>>8)-int(c.B)); d < 30 {
+					counts[n]++
+				}
+			}
+		}
+	}
+	for _, n := range want {
+		if counts[n] < 20 {
+			t.Errorf("%s: %d pixels, want the series drawn", n, counts[n])
+		}
+	}
+}
+
+func abs(v int) int { return max(v, -v) }
