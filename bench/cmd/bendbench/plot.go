@@ -181,6 +181,9 @@ func plotScaleout(path string, runs []soRun) error {
 		rp.Title.Text = fmt.Sprintf("bendbench scaleout: %s, %s membership", r.Assignor, mode)
 		rp.Title.TextStyle.Font.Size = vg.Points(13)
 		rp.Y.Label.Text = "output records/s"
+		if r.LiveRate > 0 {
+			rp.Y.Label.Text = "output/s (preload clipped)"
+		}
 		rp.X.Min, rp.X.Max, rp.Y.Min = 0, tmax, 0
 		rp.Y.Tick.Marker = shortTicks{}
 		rp.Add(plotter.NewGrid())
@@ -192,7 +195,15 @@ func plotScaleout(path string, runs []soRun) error {
 				ymax = math.Max(ymax, v)
 			}
 		}
+		// The preload drains at tens of thousands a second: the axis is
+		// sized for the live input, where the steps happen.
+		if r.LiveRate > 0 {
+			ymax = math.Min(ymax, 2*r.LiveRate)
+		}
 		rp.Y.Max = nice(ymax * 1.25)
+		for i := range xys {
+			xys[i].Y = math.Min(xys[i].Y, rp.Y.Max)
+		}
 		if len(xys) > 1 {
 			l, err := plotter.NewLine(xys)
 			if err != nil {
@@ -270,11 +281,12 @@ func plotScaleout(path string, runs []soRun) error {
 		if err != nil {
 			return err
 		}
-		one.LineStyle.Color, one.LineStyle.Width = red, vg.Points(0.8)
+		one.LineStyle.Color, one.LineStyle.Width = red, vg.Points(1.2)
 		one.LineStyle.Dashes = []vg.Length{vg.Points(4), vg.Points(2)}
 		pp.Add(one)
 		pp.Legend.Add("1 s", one)
-		pp.Legend.Top, pp.Legend.Left = true, false
+		pp.Legend.Top, pp.Legend.Left = false, false // the bottom right: pauses under 10 ms are rare
+		pp.Legend.XOffs, pp.Legend.YOffs = -vg.Points(6), vg.Points(4)
 		rows = append(rows, []*gplot.Plot{rp}, []*gplot.Plot{pp})
 	}
 	if len(rows) == 0 {

@@ -90,7 +90,7 @@ func TestScaleoutSchedule(t *testing.T) {
 func TestPlotScaleout(t *testing.T) {
 	var runs []soRun
 	for _, as := range []string{"cooperative-sticky", "range"} {
-		r := soRun{Assignor: as, RateStep: 0.5}
+		r := soRun{Assignor: as, RateStep: 0.5, LiveRate: 2000}
 		for i := range 240 {
 			r.Rate = append(r.Rate, 2000+float64(i%7)*10)
 		}
