@@ -413,8 +413,9 @@ func wkTable(runs []wkRun) string {
 		if r.Kill {
 			note = fmt.Sprintf("1 SIGKILLed: %.0f/s before, %.0f/s 5 s after, %.0f/s after a new one joined; lowest second in the 10 s after the kill %.0f/s", r.BeforeKill, r.AfterKill, r.AfterJoin, r.MinAfterKill)
 		}
-		fmt.Fprintf(tw, "| %d\t| %d\t| %.0f\t| %.0f\t| %.1f\t| %.1f\t| %d\t| %d\t| %d\t| %s\t|\n",
-			r.Workers, r.Goroutines, r.TasksPerS, r.MedianPerS, r.ServerCPU, r.WorkerCPU, r.Lost, r.Dup, r.Expired, note)
+		// A run of under three seconds has no median of full seconds.
+		fmt.Fprintf(tw, "| %d\t| %d\t| %.0f\t| %s\t| %.1f\t| %.1f\t| %d\t| %d\t| %d\t| %s\t|\n",
+			r.Workers, r.Goroutines, r.TasksPerS, msOrDash(r.MedianPerS), r.ServerCPU, r.WorkerCPU, r.Lost, r.Dup, r.Expired, note)
 	}
 	_ = tw.Flush()
 	return b.String()
