@@ -158,3 +158,176 @@ func short(v float64) string {
 		return fmt.Sprintf("%.0f", v)
 	}
 }
+
+// plotScaleout draws each scale-out run as two panels sharing the time
+// axis: the output's records/s with the steps marked, and every input
+// partition's longest output pause at each step (kept: same owner before
+// and after; moved: the others) on a log scale with the 1 s line.
+func plotScaleout(path string, runs []soRun) error {
+	blue, orange := color.RGBA{31, 119, 180, 255}, color.RGBA{255, 127, 14, 255}
+	gray, red := color.RGBA{150, 150, 150, 255}, color.RGBA{214, 39, 40, 255}
+	var rows [][]*gplot.Plot
+	for _, r := range runs {
+		mode := "dynamic"
+		if r.Static {
+			mode = "static"
+		}
+		tmax := 1.0
+		if len(r.Events) > 0 {
+			tmax = r.Events[len(r.Events)-1].At + soStep.Seconds()
+		}
+		// Output rate.
+		rp := gplot.New()
+		rp.Title.Text = fmt.Sprintf("bendbench scaleout: %s, %s membership", r.Assignor, mode)
+		rp.Title.TextStyle.Font.Size = vg.Points(13)
+		rp.Y.Label.Text = "output records/s"
+		if r.LiveRate > 0 {
+			rp.Y.Label.Text = "output/s (preload clipped)"
+		}
+		rp.X.Min, rp.X.Max, rp.Y.Min = 0, tmax, 0
+		rp.Y.Tick.Marker = shortTicks{}
+		rp.Add(plotter.NewGrid())
+		xys := make(plotter.XYs, 0, len(r.Rate))
+		ymax := 0.0
+		for i, v := range r.Rate {
+			if t := float64(i) * r.RateStep; t <= tmax {
+				xys = append(xys, plotter.XY{X: t, Y: v})
+				ymax = math.Max(ymax, v)
+			}
+		}
+		// The preload drains at tens of thousands a second: the axis is
+		// sized for the live input, where the steps happen.
+		if r.LiveRate > 0 {
+			ymax = math.Min(ymax, 2*r.LiveRate)
+		}
+		rp.Y.Max = nice(ymax * 1.25)
+		for i := range xys {
+			xys[i].Y = math.Min(xys[i].Y, rp.Y.Max)
+		}
+		if len(xys) > 1 {
+			l, err := plotter.NewLine(xys)
+			if err != nil {
+				return err
+			}
+			l.LineStyle.Color, l.LineStyle.Width = blue, vg.Points(1)
+			rp.Add(l)
+		}
+		var lx plotter.XYs
+		var ltext []string
+		for _, e := range r.Events {
+			m, err := plotter.NewLine(plotter.XYs{{X: e.At, Y: 0}, {X: e.At, Y: rp.Y.Max}})
+			if err != nil {
+				return err
+			}
+			m.LineStyle.Color, m.LineStyle.Width = gray, vg.Points(0.8)
+			m.LineStyle.Dashes = []vg.Length{vg.Points(3), vg.Points(3)}
+			rp.Add(m)
+			lx = append(lx, plotter.XY{X: e.At, Y: rp.Y.Max * 0.97})
+			ltext = append(ltext, stepLabel(e.soAction))
+		}
+		if len(lx) > 0 {
+			lb, err := plotter.NewLabels(plotter.XYLabels{XYs: lx, Labels: ltext})
+			if err != nil {
+				return err
+			}
+			for i := range lb.TextStyle {
+				lb.TextStyle[i].Font.Size = vg.Points(8)
+				lb.TextStyle[i].XAlign = draw.XLeft
+				lb.TextStyle[i].YAlign = draw.YTop
+			}
+			lb.Offset = vg.Point{X: vg.Points(2)}
+			rp.Add(lb)
+		}
+		// Pauses per partition per step.
+		pp := gplot.New()
+		pp.Y.Label.Text = "pause per partition (s)"
+		pp.X.Label.Text = "seconds since the first instance started"
+		pp.X.Min, pp.X.Max = 0, tmax
+		pp.Y.Scale, pp.Y.Tick.Marker = gplot.LogScale{}, gplot.LogTicks{Prec: -1}
+		pp.Y.Min, pp.Y.Max = 0.01, 30
+		pp.Add(plotter.NewGrid())
+		var kept, moved plotter.XYs
+		for _, e := range r.Events {
+			for p, ms := range e.PauseMS {
+				if ms <= 0 {
+					continue
+				}
+				y := math.Min(math.Max(ms/1000, pp.Y.Min), pp.Y.Max)
+				if p < len(e.OwnersBefore) && p < len(e.OwnersAfter) && e.OwnersBefore[p] != 0 && e.OwnersBefore[p] == e.OwnersAfter[p] {
+					kept = append(kept, plotter.XY{X: e.At + 1, Y: y})
+				} else {
+					moved = append(moved, plotter.XY{X: e.At + 2.5, Y: y})
+				}
+			}
+		}
+		for _, set := range []struct {
+			name  string
+			xys   plotter.XYs
+			c     color.Color
+			shape draw.GlyphDrawer
+		}{{"kept", kept, blue, draw.CircleGlyph{}}, {"moved", moved, orange, draw.CrossGlyph{}}} {
+			if len(set.xys) == 0 {
+				continue
+			}
+			s, err := plotter.NewScatter(set.xys)
+			if err != nil {
+				return err
+			}
+			s.GlyphStyle.Color, s.GlyphStyle.Shape, s.GlyphStyle.Radius = set.c, set.shape, vg.Points(3)
+			pp.Add(s)
+			pp.Legend.Add(set.name, s)
+		}
+		one, err := plotter.NewLine(plotter.XYs{{X: 0, Y: 1}, {X: tmax, Y: 1}})
+		if err != nil {
+			return err
+		}
+		one.LineStyle.Color, one.LineStyle.Width = red, vg.Points(1.2)
+		one.LineStyle.Dashes = []vg.Length{vg.Points(4), vg.Points(2)}
+		pp.Add(one)
+		pp.Legend.Add("1 s", one)
+		pp.Legend.Top, pp.Legend.Left = false, false // the bottom right: pauses under 10 ms are rare
+		pp.Legend.XOffs, pp.Legend.YOffs = -vg.Points(6), vg.Points(4)
+		rows = append(rows, []*gplot.Plot{rp}, []*gplot.Plot{pp})
+	}
+	if len(rows) == 0 {
+		return fmt.Errorf("no runs to plot")
+	}
+	w, h := 10*vg.Inch, vg.Length(len(rows))*2.6*vg.Inch
+	img := vgimg.NewWith(vgimg.UseWH(w, h), vgimg.UseDPI(100))
+	dc := draw.New(img)
+	tiles := draw.Tiles{Rows: len(rows), Cols: 1, PadTop: vg.Points(6), PadBottom: vg.Points(6),
+		PadLeft: vg.Points(6), PadRight: vg.Points(12), PadY: vg.Points(10)}
+	canvases := gplot.Align(rows, tiles, dc)
+	for i := range rows {
+		rows[i][0].Draw(canvases[i][0])
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// stepLabel is a step's short label on the plot: "+3,4", "TERM 4", "KILL 3".
+func stepLabel(a soAction) string {
+	ids := make([]string, len(a.Instances))
+	for i, n := range a.Instances {
+		ids[i] = fmt.Sprint(n)
+	}
+	list := strings.Join(ids, ",")
+	switch a.Kind {
+	case soJoin:
+		return "+" + list
+	case soRestart:
+		return "restart " + list
+	case soTerm:
+		return "TERM " + list
+	case soKill:
+		return "KILL " + list
+	}
+	return string(a.Kind) + " " + list
+}

@@ -40,6 +40,7 @@ var (
 	soAssignors  = flag.String("scaleout-assignors", "cooperative-sticky,range", "scaleout: assignors, one run each")
 	soStatic     = flag.String("scaleout-membership", "dynamic,static", "scaleout: membership modes, one run each (dynamic, static)")
 	soGoMaxProcs = flag.Int("scaleout-gomaxprocs", 1, "scaleout: GOMAXPROCS of each bend process")
+	soReplot     = flag.String("scaleout-replot", "", "scaleout: no runs; rewrite the table and plot of this scaleout JSON file into --out")
 )
 
 // soStepKind is what one step of the schedule does to an instance.
@@ -85,9 +86,11 @@ type soEvent struct {
 	OwnersBefore []int `json:"owners_before"`
 	OwnersAfter  []int `json:"owners_after"`
 	// PauseMS is, per input partition, the longest gap between two
-	// consecutive output records of that partition overlapping the
-	// event's window (the event to the next one).
+	// consecutive output records of that partition that began in the
+	// event's window (see stepPauses), and PauseAt when it began
+	// (seconds since the first instance started).
 	PauseMS []float64 `json:"pause_ms"`
+	PauseAt []float64 `json:"pause_at"`
 	// KeptMaxMS and MovedMaxMS are the longest pauses of the partitions
 	// that kept their owner and of those that moved.
 	KeptMaxMS  float64 `json:"kept_max_ms"`
@@ -107,17 +110,21 @@ type soInstance struct {
 
 // soRun is one run: one assignor, one membership mode.
 type soRun struct {
-	Assignor   string       `json:"assignor"`
-	Static     bool         `json:"static"`
-	Preload    int64        `json:"preload"`
-	Live       int64        `json:"live"`
-	LiveRate   float64      `json:"live_rate"`
-	Seconds    float64      `json:"seconds"`
-	Output     int64        `json:"output_records"`
-	Lost       int64        `json:"lost"`
-	Duplicated int64        `json:"duplicated"`
-	DupBound   int64        `json:"duplicate_bound"`
-	Events     []soEvent    `json:"events"`
+	Assignor   string    `json:"assignor"`
+	Static     bool      `json:"static"`
+	Preload    int64     `json:"preload"`
+	Live       int64     `json:"live"`
+	LiveRate   float64   `json:"live_rate"`
+	Seconds    float64   `json:"seconds"`
+	Output     int64     `json:"output_records"`
+	Lost       int64     `json:"lost"`
+	Duplicated int64     `json:"duplicated"`
+	DupBound   int64     `json:"duplicate_bound"`
+	Events     []soEvent `json:"events"`
+	// Rate is the output's records/s (every partition) in bins of
+	// RateStep seconds from the first instance's start, for the plot.
+	RateStep   float64      `json:"rate_step"`
+	Rate       []float64    `json:"rate"`
 	Instances  []soInstance `json:"instances"`
 	LoadBefore string       `json:"load_before"`
 	LoadAfter  string       `json:"load_after"`
@@ -138,9 +145,25 @@ type soProc struct {
 const soPartitions = 8
 
 // runScaleout runs every assignor x membership combination and writes
-// scaleout.json and a table.
+// scaleout.json (scaleout-full.json with --scaleout-full), its tables
+// (.md) and its plot (.png). With --scaleout-replot it only rewrites the
+// tables and plot of a JSON file written before.
 func runScaleout(brokers, bin, work, out string) error {
+	name := "scaleout"
+	if *soFull {
+		name = "scaleout-full"
+	}
 	var runs []soRun
+	if *soReplot != "" {
+		b, err := os.ReadFile(*soReplot)
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(b, &runs); err != nil {
+			return fmt.Errorf("%s: %w", *soReplot, err)
+		}
+		return soWrite(out, strings.TrimSuffix(filepath.Base(*soReplot), ".json"), runs, false)
+	}
 	for _, as := range strings.Split(*soAssignors, ",") {
 		for _, m := range strings.Split(*soStatic, ",") {
 			r, err := soRunOne(brokers, bin, work, strings.TrimSpace(as), strings.TrimSpace(m) == "static")
@@ -151,13 +174,24 @@ func runScaleout(brokers, bin, work, out string) error {
 			runs = append(runs, r)
 		}
 	}
-	b, _ := json.MarshalIndent(runs, "", "  ")
-	if err := os.WriteFile(filepath.Join(out, "scaleout.json"), b, 0o644); err != nil {
-		return err
+	return soWrite(out, name, runs, true)
+}
+
+// soWrite writes name.json (when withJSON), name.md (the tables, also
+// printed) and name.png into out.
+func soWrite(out, name string, runs []soRun, withJSON bool) error {
+	if withJSON {
+		b, _ := json.MarshalIndent(runs, "", "  ")
+		if err := os.WriteFile(filepath.Join(out, name+".json"), b, 0o644); err != nil {
+			return err
+		}
 	}
 	tbl := soTable(runs)
 	fmt.Print(tbl)
-	return os.WriteFile(filepath.Join(out, "scaleout.md"), []byte(tbl), 0o644)
+	if err := os.WriteFile(filepath.Join(out, name+".md"), []byte(tbl), 0o644); err != nil {
+		return err
+	}
+	return plotScaleout(filepath.Join(out, name+".png"), runs)
 }
 
 func soRunOne(brokers, bin, work, assignor string, static bool) (soRun, error) {
@@ -386,13 +420,27 @@ func soRunOne(brokers, bin, work, assignor string, static bool) (soRun, error) {
 			leaves += len(e.Instances)
 		}
 	}
+	steps := make([]time.Time, len(r.Events))
+	for k, e := range r.Events {
+		steps[k] = t0.Add(time.Duration(e.At * float64(time.Second)))
+	}
+	end := steps[len(steps)-1].Add(*soStep)
 	for k := range r.Events {
-		from := t0.Add(time.Duration(r.Events[k].At * float64(time.Second)))
-		to := from.Add(*soStep)
+		r.Events[k].PauseMS = make([]float64, soPartitions)
+		r.Events[k].PauseAt = make([]float64, soPartitions)
+	}
+	for p := range soPartitions {
+		for k, g := range stepPauses(times[p], steps, end) {
+			r.Events[k].PauseMS[p] = g.ms
+			if !g.at.IsZero() {
+				r.Events[k].PauseAt[p] = math.Round(g.at.Sub(t0).Seconds()*1000) / 1000
+			}
+		}
+	}
+	r.RateStep, r.Rate = soRateBin.Seconds(), outputRate(times, t0, end)
+	for k := range r.Events {
 		ev := &r.Events[k]
-		ev.PauseMS = make([]float64, soPartitions)
 		for p := range soPartitions {
-			ev.PauseMS[p] = longestGap(times[p], from, to)
 			if ev.OwnersBefore[p] != 0 && ev.OwnersBefore[p] == ev.OwnersAfter[p] {
 				ev.KeptMaxMS = max(ev.KeptMaxMS, ev.PauseMS[p])
 			} else {
@@ -621,29 +669,74 @@ func soVerify(brokers, topic string, want int64) (n, lost, dup int64, times [][]
 	return n, lost, dup, times, nil
 }
 
-// longestGap is the longest gap, in ms, between consecutive timestamps ts
-// (sorted) that overlaps [from, to]; a partition with no record at all in
-// the window counts the whole window (or up to its next record).
-func longestGap(ts []time.Time, from, to time.Time) float64 {
-	var g time.Duration
-	i, _ := slices.BinarySearchFunc(ts, from, func(a, b time.Time) int { return a.Compare(b) })
-	prev := from
-	if i > 0 {
-		prev = ts[i-1]
-	}
-	for ; i < len(ts); i++ {
-		g = max(g, ts[i].Sub(prev))
-		prev = ts[i]
-		if ts[i].After(to) {
-			break
+// soLead is how long before a step's recorded time its window starts:
+// the last output record before the step's pause may have been written a
+// few milliseconds before the step was logged (a SIGKILL is sent right
+// after), and one output record follows another within milliseconds.
+const soLead = 500 * time.Millisecond
+
+// soPause is one output pause of a partition: how long, and when it began.
+type soPause struct {
+	ms float64
+	at time.Time
+}
+
+// stepPauses returns, for each step of steps (sorted), the longest pause
+// in a partition's output (ts: its output records' timestamps, sorted)
+// that began in the step's window: from soLead before the step to soLead
+// before the next one (the last: to end). A pause begins at an output
+// record and lasts until the next one, however many windows later, so it
+// counts in full, and once, for the step at which the output stopped; a
+// pause still running at a later step is not that step's. With no output
+// yet, the pause runs from the step to the first record; after the last
+// record, to end.
+func stepPauses(ts []time.Time, steps []time.Time, end time.Time) []soPause {
+	out := make([]soPause, len(steps))
+	for k, at := range steps {
+		from, to := at.Add(-soLead), end
+		if k+1 < len(steps) {
+			to = steps[k+1].Add(-soLead)
+		}
+		take := func(begin, next time.Time) {
+			if g := float64(next.Sub(begin).Microseconds()) / 1000; g > out[k].ms {
+				out[k] = soPause{ms: g, at: begin}
+			}
+		}
+		i, _ := slices.BinarySearchFunc(ts, from, func(a, b time.Time) int { return a.Compare(b) })
+		if i == 0 && (len(ts) == 0 || ts[0].After(at)) {
+			next := end
+			if len(ts) > 0 {
+				next = ts[0]
+			}
+			take(at, next) // no output yet
+		}
+		for ; i < len(ts) && ts[i].Before(to); i++ {
+			next := end
+			if i+1 < len(ts) {
+				next = ts[i+1]
+			}
+			take(ts[i], next)
 		}
 	}
-	if i == len(ts) && prev.Before(to) {
-		// no record after the window's last: the partition's input ended
-		// or it stalled; count up to the window's end.
-		g = max(g, to.Sub(prev))
+	return out
+}
+
+// soRateBin is the width of outputRate's bins.
+const soRateBin = 500 * time.Millisecond
+
+// outputRate is the output's records/s, every partition, in soRateBin
+// bins from t0 to end.
+func outputRate(times [][]time.Time, t0, end time.Time) []float64 {
+	n := int(end.Sub(t0)/soRateBin) + 1
+	rate := make([]float64, n)
+	for _, ts := range times {
+		for _, t := range ts {
+			if b := int(t.Sub(t0) / soRateBin); b >= 0 && b < n {
+				rate[b] += 1 / soRateBin.Seconds()
+			}
+		}
 	}
-	return float64(g.Microseconds()) / 1000
+	return rate
 }
 
 // soTable renders the runs as Markdown tables.

@@ -1,36 +1,54 @@
 package main
 
 import (
+	"image/color"
+	"image/png"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
 
-func TestLongestGap(t *testing.T) {
+func TestStepPauses(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	at := func(ms ...int) []time.Time {
+	ms := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Millisecond) }
+	// every returns a record every 10 ms in [from, to) ms.
+	every := func(spans ...[2]int) []time.Time {
 		var ts []time.Time
-		for _, m := range ms {
-			ts = append(ts, t0.Add(time.Duration(m)*time.Millisecond))
+		for _, s := range spans {
+			for m := s[0]; m < s[1]; m += 10 {
+				ts = append(ts, ms(m))
+			}
 		}
 		return ts
 	}
+	steps := []time.Time{ms(0), ms(2000), ms(4000)}
+	end := ms(6000)
 	for _, tc := range []struct {
-		name     string
-		ts       []time.Time
-		from, to int // ms
-		want     float64
+		name   string
+		ts     []time.Time
+		want   []float64 // ms, per step
+		wantAt []int     // ms, when the longest pause began, per step
 	}{
-		{"steady", at(0, 10, 20, 30, 40, 50), 15, 45, 10},
-		{"pause inside", at(0, 10, 1500, 1510), 5, 1600, 1490},
-		{"gap spanning the window's start", at(0, 900, 910), 500, 1000, 900},
-		{"gap spanning the window's end", at(0, 10, 2000), 5, 100, 1990},
-		{"no record after the window's start", at(0, 10), 100, 1100, 1090},
-		{"no record at all", nil, 0, 1000, 1000},
+		{"steady", every([2]int{0, 6000}), []float64{10, 10, 10}, []int{0, 1500, 3500}},
+		// The output stops 10 ms before the next step (a SIGKILL: the
+		// step's time is taken just before the signal): the pause is that
+		// step's, not the one before.
+		{"stop just before the next step", every([2]int{0, 4000}, [2]int{5000, 6000}), []float64{10, 10, 1010}, []int{0, 1500, 3990}},
+		{"stop after a step", every([2]int{0, 2300}, [2]int{3100, 6000}), []float64{10, 810, 10}, []int{0, 2290, 3500}},
+		// A pause longer than a window counts in full at the step where
+		// it began, and not at the next one.
+		{"pause across a step", every([2]int{0, 2100}, [2]int{4500, 6000}), []float64{10, 2410, 10}, []int{0, 2090, 4500}},
+		{"output starts after the first step", every([2]int{400, 6000}), []float64{400, 10, 10}, []int{0, 1500, 3500}},
+		{"output ends before the run", every([2]int{0, 5000}), []float64{10, 10, 1010}, []int{0, 1500, 4990}},
+		{"no output", nil, []float64{6000, 4000, 2000}, []int{0, 2000, 4000}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := longestGap(tc.ts, t0.Add(time.Duration(tc.from)*time.Millisecond), t0.Add(time.Duration(tc.to)*time.Millisecond))
-			if got != tc.want {
-				t.Errorf("longestGap = %g ms, want %g", got, tc.want)
+			got := stepPauses(tc.ts, steps, end)
+			for k := range steps {
+				if got[k].ms != tc.want[k] || !got[k].at.Equal(ms(tc.wantAt[k])) {
+					t.Errorf("step %d: pause %g ms from %v, want %g ms from %d ms", k, got[k].ms, got[k].at.Sub(t0), tc.want[k], tc.wantAt[k])
+				}
 			}
 		})
 	}
@@ -66,3 +84,67 @@ func TestScaleoutSchedule(t *testing.T) {
 		}
 	}
 }
+
+// TestPlotScaleout renders two runs and checks the PNG: its size, and the
+// output rate line (blue), the moved pauses (orange) and the 1 s line (red).
+func TestPlotScaleout(t *testing.T) {
+	var runs []soRun
+	for _, as := range []string{"cooperative-sticky", "range"} {
+		r := soRun{Assignor: as, RateStep: 0.5, LiveRate: 2000}
+		for i := range 240 {
+			r.Rate = append(r.Rate, 2000+float64(i%7)*10)
+		}
+		for k, a := range append([]soAction{{soJoin, []int{1}}}, soSchedule(false)...) {
+			e := soEvent{soAction: a, At: float64(k) * 15, OwnersBefore: make([]int, soPartitions), OwnersAfter: make([]int, soPartitions)}
+			for p := range soPartitions {
+				e.OwnersAfter[p] = 1 + p%2
+				if k > 0 {
+					e.OwnersBefore[p] = 1 + (p+k)%2
+				}
+				e.PauseMS = append(e.PauseMS, float64(50+p*100+k*200))
+			}
+			r.Events = append(r.Events, e)
+		}
+		runs = append(runs, r)
+	}
+	path := filepath.Join(t.TempDir(), "scaleout.png")
+	if p := os.Getenv("BENDBENCH_KEEP_PLOT"); p != "" {
+		path = p
+	}
+	if err := plotScaleout(path, runs); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("decoding the plot: %v", err)
+	}
+	b := img.Bounds()
+	if b.Dx() < 800 || b.Dy() < 800 {
+		t.Errorf("plot is %dx%d, want at least 800x800", b.Dx(), b.Dy())
+	}
+	want := map[color.RGBA]string{{31, 119, 180, 255}: "blue", {255, 127, 14, 255}: "orange", {214, 39, 40, 255}: "red"}
+	counts := map[string]int{}
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			for c, n := range want {
+				// near the colour: thin lines and glyphs are antialiased
+				if d := abs(int(r>>8)-int(c.R)) + abs(int(g>>8)-int(c.G)) + abs(int(bl>>8)-int(c.B)); d < 30 {
+					counts[n]++
+				}
+			}
+		}
+	}
+	for _, n := range want {
+		if counts[n] < 20 {
+			t.Errorf("%s: %d pixels, want the series drawn", n, counts[n])
+		}
+	}
+}
+
+func abs(v int) int { return max(v, -v) }

@@ -166,13 +166,14 @@ func wkRunOne(brokers, bin, work, in, lookupURL string, k int, kill bool) (wkRun
 	}
 	url := "http://" + admin + "/metrics.json?raw=1"
 	deadline := time.Now().Add(6 * time.Minute)
-	var results []float64 // enrich.remote.results, second by second, from the first result
+	// Samples every wkPoll from the last one before the first result
+	// (whose counters are the run's start) to the first at which every
+	// record was emitted.
+	var ss []wkSample
 	var emitted int64
-	var t0, tEnd time.Time
-	var killAt, joinAt int = -1, -1
-	var startTicks int64
-	var workerStart int64
-	tick := time.NewTicker(time.Second)
+	var killAt, joinAt time.Time
+	var startTicks, workerStart int64
+	tick := time.NewTicker(wkPoll)
 	defer tick.Stop()
 	for emitted < *wkEvents {
 		if time.Now().After(deadline) {
@@ -183,41 +184,44 @@ func wkRunOne(brokers, bin, work, in, lookupURL string, k int, kill bool) (wkRun
 		if err != nil {
 			continue // not up yet
 		}
-		res := int64(m["enrich.remote.results"])
+		now := time.Now()
+		res := m["enrich.remote.results"]
 		emitted = int64(m["sink.emitted"])
 		r.Expired = int64(m["enrich.remote.expired"])
-		if res == 0 {
-			continue
-		}
-		if t0.IsZero() {
-			t0 = time.Now()
+		if res == 0 || len(ss) == 0 {
+			// Before the first result: this reading may be the run's
+			// start, so it and its CPU counters replace the last one.
 			startTicks, _ = procStats(server.Process.Pid)
+			workerStart = 0
 			for _, w := range workers {
 				t, _ := procStats(w.Process.Pid)
 				workerStart += t
 			}
+			ss = ss[:0]
 		}
-		results = append(results, float64(res))
+		ss = append(ss, wkSample{at: now, results: res})
+		if res == 0 {
+			continue
+		}
 		if _, rss := procStats(server.Process.Pid); float64(rss)/1024 > r.ServerRSSMB {
 			r.ServerRSSMB = float64(rss) / 1024
 		}
-		tEnd = time.Now()
-		if kill && killAt < 0 && res > *wkEvents/3 {
-			killAt = len(results) - 1
+		if kill && killAt.IsZero() && int64(res) > *wkEvents/3 {
+			killAt = now
 			t, _ := procStats(workers[0].Process.Pid)
 			deadWorkerTicks += t
 			_ = workers[0].Process.Signal(syscall.SIGKILL)
 			_ = workers[0].Wait()
 			workers = workers[1:]
-			log.Printf("workers %d: worker SIGKILLed at %d results", k, res)
+			log.Printf("workers %d: worker SIGKILLed at %.0f results", k, res)
 		}
-		if kill && killAt >= 0 && joinAt < 0 && len(results)-1 >= killAt+5 {
+		if kill && !killAt.IsZero() && joinAt.IsZero() && now.Sub(killAt) >= 5*time.Second {
 			w, err := startWorker()
 			if err != nil {
 				return r, err
 			}
 			workers = append(workers, w)
-			joinAt = len(results) - 1
+			joinAt = now
 		}
 	}
 	endTicks, _ := procStats(server.Process.Pid)
@@ -226,13 +230,13 @@ func wkRunOne(brokers, bin, work, in, lookupURL string, k int, kill bool) (wkRun
 		t, _ := procStats(w.Process.Pid)
 		workerEnd += t
 	}
-	// The replacement's ticks count whole (it started after t0).
-	secs := tEnd.Sub(t0).Seconds()
-	n := results[len(results)-1] - results[0]
+	// The replacement's ticks count whole (it started after the start).
+	n, secs := wkSpan(ss)
 	r.Seconds = secs
 	if secs > 0 {
 		r.TasksPerS = n / secs
 	}
+	results := wkPerSecond(ss) // results[i]: the counter i seconds after the start
 	for i := 1; i < len(results); i++ {
 		r.PerSecond = append(r.PerSecond, results[i]-results[i-1])
 	}
@@ -246,7 +250,8 @@ func wkRunOne(brokers, bin, work, in, lookupURL string, k int, kill bool) (wkRun
 		r.ServerCPU = float64(endTicks-startTicks) / hz / n * 1e6
 		r.WorkerCPU = float64(workerEnd-workerStart) / hz / n * 1e6
 	}
-	if kill && killAt >= 0 {
+	if kill && !killAt.IsZero() {
+		second := func(t time.Time) int { return int(t.Sub(ss[0].at) / time.Second) }
 		rateOver := func(from, to int) float64 {
 			from, to = max(from, 0), min(to, len(results)-1)
 			if to <= from {
@@ -254,13 +259,15 @@ func wkRunOne(brokers, bin, work, in, lookupURL string, k int, kill bool) (wkRun
 			}
 			return (results[to] - results[from]) / float64(to-from)
 		}
-		r.BeforeKill = rateOver(killAt-5, killAt)
-		r.AfterKill = rateOver(killAt, killAt+5)
-		if joinAt >= 0 {
-			r.AfterJoin = rateOver(joinAt, joinAt+5)
+		ka := second(killAt)
+		r.BeforeKill = rateOver(ka-5, ka)
+		r.AfterKill = rateOver(ka, ka+5)
+		if !joinAt.IsZero() {
+			ja := second(joinAt)
+			r.AfterJoin = rateOver(ja, ja+5)
 		}
 		r.MinAfterKill = -1
-		for i := killAt + 1; i < min(killAt+11, len(results)-1); i++ { // the last second is partial
+		for i := ka + 1; i < min(ka+11, len(results)-1); i++ { // the last second is partial
 			if d := results[i] - results[i-1]; r.MinAfterKill < 0 || d < r.MinAfterKill {
 				r.MinAfterKill = d
 			}
@@ -274,6 +281,53 @@ func wkRunOne(brokers, bin, work, in, lookupURL string, k int, kill bool) (wkRun
 	log.Printf("workers %d (kill %v): %.0f tasks/s (median %.0f), server %.1f / workers %.1f CPU-s per million, lost %d dup %d, expired %d",
 		k, kill, r.TasksPerS, r.MedianPerS, r.ServerCPU, r.WorkerCPU, lost, dup, r.Expired)
 	return r, nil
+}
+
+// wkPoll is how often a run reads the server's counters: it bounds the
+// error of a run's span (at its start and at its end) whatever the run's
+// length; a run of well under a second still gets a rate.
+const wkPoll = 100 * time.Millisecond
+
+// wkSample is one reading of the server's enrich.remote.results.
+type wkSample struct {
+	at      time.Time
+	results float64
+}
+
+// wkSpan returns the tasks run and the seconds they took, from samples ss
+// (in order) whose first is the last reading before the first result, if
+// one was taken (the run starts after it), and whose last is the first at
+// which every record was emitted.
+func wkSpan(ss []wkSample) (tasks, secs float64) {
+	if len(ss) < 2 {
+		return 0, 0
+	}
+	return ss[len(ss)-1].results - ss[0].results, ss[len(ss)-1].at.Sub(ss[0].at).Seconds()
+}
+
+// wkPerSecond returns the results counter at each whole second from the
+// first sample (the latest reading at or before it), and last the final
+// reading (a partial second).
+func wkPerSecond(ss []wkSample) []float64 {
+	if len(ss) == 0 {
+		return nil
+	}
+	var out []float64
+	next := ss[0].at
+	for i, s := range ss {
+		for !s.at.Before(next) {
+			v := s.results
+			if s.at.After(next) && i > 0 {
+				v = ss[i-1].results // the reading at or before the mark
+			}
+			out = append(out, v)
+			next = next.Add(time.Second)
+		}
+	}
+	if last := ss[len(ss)-1]; last.at.After(next.Add(-time.Second)) {
+		out = append(out, last.results)
+	}
+	return out
 }
 
 // rawMetrics reads the numeric raw metrics of /metrics.json (counters and
@@ -359,8 +413,9 @@ func wkTable(runs []wkRun) string {
 		if r.Kill {
 			note = fmt.Sprintf("1 SIGKILLed: %.0f/s before, %.0f/s 5 s after, %.0f/s after a new one joined; lowest second in the 10 s after the kill %.0f/s", r.BeforeKill, r.AfterKill, r.AfterJoin, r.MinAfterKill)
 		}
-		fmt.Fprintf(tw, "| %d\t| %d\t| %.0f\t| %.0f\t| %.1f\t| %.1f\t| %d\t| %d\t| %d\t| %s\t|\n",
-			r.Workers, r.Goroutines, r.TasksPerS, r.MedianPerS, r.ServerCPU, r.WorkerCPU, r.Lost, r.Dup, r.Expired, note)
+		// A run of under three seconds has no median of full seconds.
+		fmt.Fprintf(tw, "| %d\t| %d\t| %.0f\t| %s\t| %.1f\t| %.1f\t| %d\t| %d\t| %d\t| %s\t|\n",
+			r.Workers, r.Goroutines, r.TasksPerS, msOrDash(r.MedianPerS), r.ServerCPU, r.WorkerCPU, r.Lost, r.Dup, r.Expired, note)
 	}
 	_ = tw.Flush()
 	return b.String()
