@@ -126,29 +126,29 @@ type summary struct {
 	// RawProduceRate is raw sarama produce of the same events unpacked, one
 	// per record, events/s: the mean of a run before bend starts and one
 	// after it stopped (packed).
-	RawProduceRate  float64            `json:"raw_produce_rate,omitempty"`
-	RawProduceRates []float64          `json:"raw_produce_rates,omitempty"`
-	Seconds         float64            `json:"seconds"` // bend start to last record emitted
-	Ingested        int64              `json:"ingested"`
-	Emitted         int64              `json:"emitted"`
-	DeadLetters     int64              `json:"dead_letters"`
-	IngestRate      float64            `json:"ingest_rate"`      // mean over the ingest span
-	EmitRate        float64            `json:"emit_rate"`        // mean over the emit span
-	MedianEmitRate  float64            `json:"median_emit_rate"` // median of the full 1 s samples inside the emit span
-	MaxLag          int64              `json:"max_lag"`
-	MaxParked       int64              `json:"max_parked"`
-	PeakRSSMB       float64            `json:"peak_rss_mb"`
-	PeakHeapMB      float64            `json:"peak_heap_mb"`
-	MeanCPUPct      float64            `json:"mean_cpu_pct"`
+	RawProduceRate  float64   `json:"raw_produce_rate,omitempty"`
+	RawProduceRates []float64 `json:"raw_produce_rates,omitempty"`
+	Seconds         float64   `json:"seconds"` // bend start to last record emitted
+	Ingested        int64     `json:"ingested"`
+	Emitted         int64     `json:"emitted"`
+	DeadLetters     int64     `json:"dead_letters"`
+	IngestRate      float64   `json:"ingest_rate"`      // mean over the ingest span
+	EmitRate        float64   `json:"emit_rate"`        // mean over the emit span
+	MedianEmitRate  float64   `json:"median_emit_rate"` // median of the full 1 s samples inside the emit span
+	MaxLag          int64     `json:"max_lag"`
+	MaxParked       int64     `json:"max_parked"`
+	PeakRSSMB       float64   `json:"peak_rss_mb"`
+	PeakHeapMB      float64   `json:"peak_heap_mb"`
+	MeanCPUPct      float64   `json:"mean_cpu_pct"`
 	// CPUPerM is bend's CPU-seconds per million records emitted: its CPU
 	// from the sample before the first emission to the one after the last,
 	// over the records emitted.
-	CPUPerM float64 `json:"cpu_seconds_per_million"`
-	OutputRecords   int64              `json:"output_records"`
-	Lost            int64              `json:"lost"`
-	Duplicated      int64              `json:"duplicated"`
-	Missing         int64              `json:"enrich_missing"`
-	LatencyMS       map[string]float64 `json:"latency_ms"` // created_at -> output record timestamp
+	CPUPerM       float64            `json:"cpu_seconds_per_million"`
+	OutputRecords int64              `json:"output_records"`
+	Lost          int64              `json:"lost"`
+	Duplicated    int64              `json:"duplicated"`
+	Missing       int64              `json:"enrich_missing"`
+	LatencyMS     map[string]float64 `json:"latency_ms"` // created_at -> output record timestamp
 	// LatencySteadyMS leaves out, as well, the events created in the first
 	// warm-up seconds after bend's first emit (the catch-up after the join).
 	LatencySteadyMS map[string]float64 `json:"latency_steady_ms"`
