@@ -1,6 +1,7 @@
 package main
 
 import (
+	"image"
 	"image/color"
 	"image/png"
 	"os"
@@ -31,15 +32,7 @@ func TestPlot(t *testing.T) {
 	if err := plot(path, "test", ss); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatalf("decoding the plot: %v", err)
-	}
+	img := decodePNG(t, path)
 	if b := img.Bounds(); b.Dx() < 800 || b.Dy() < 1000 {
 		t.Errorf("plot is %dx%d, want at least 800x1000", b.Dx(), b.Dy())
 	}
@@ -89,4 +82,19 @@ func TestBendConfigBigEvents(t *testing.T) {
 	if ev := bigEvent("act-7", 300<<10); len(ev) != 300<<10 {
 		t.Errorf("bigEvent is %d bytes, want %d", len(ev), 300<<10)
 	}
+}
+
+// decodePNG reads the PNG file path, failing the test if it is not one.
+func decodePNG(t *testing.T, path string) image.Image {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("decoding the plot: %v", err)
+	}
+	return img
 }

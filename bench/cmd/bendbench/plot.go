@@ -58,24 +58,7 @@ func plot(path, title string, ss []sample) error {
 		}
 		rows[i] = []*gplot.Plot{p}
 	}
-	const w, h = 9 * vg.Inch, 11 * vg.Inch
-	img := vgimg.NewWith(vgimg.UseWH(w, h), vgimg.UseDPI(110))
-	dc := draw.New(img)
-	tiles := draw.Tiles{Rows: len(panels), Cols: 1, PadTop: vg.Points(6), PadBottom: vg.Points(6),
-		PadLeft: vg.Points(6), PadRight: vg.Points(12), PadY: vg.Points(10)}
-	canvases := gplot.Align(rows, tiles, dc)
-	for i := range rows {
-		rows[i][0].Draw(canvases[i][0])
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return f.Close()
+	return writeColumn(path, rows, 9*vg.Inch, 11*vg.Inch, 110)
 }
 
 // panelPlot builds one panel: its series as lines from 0 to a round
@@ -292,8 +275,13 @@ func plotScaleout(path string, runs []soRun) error {
 	if len(rows) == 0 {
 		return fmt.Errorf("no runs to plot")
 	}
-	w, h := 10*vg.Inch, vg.Length(len(rows))*2.6*vg.Inch
-	img := vgimg.NewWith(vgimg.UseWH(w, h), vgimg.UseDPI(100))
+	return writeColumn(path, rows, 10*vg.Inch, vg.Length(len(rows))*2.6*vg.Inch, 100)
+}
+
+// writeColumn draws rows (one plot each), aligned in one column of a w x h
+// image at dpi, to the PNG file path.
+func writeColumn(path string, rows [][]*gplot.Plot, w, h vg.Length, dpi int) error {
+	img := vgimg.NewWith(vgimg.UseWH(w, h), vgimg.UseDPI(dpi))
 	dc := draw.New(img)
 	tiles := draw.Tiles{Rows: len(rows), Cols: 1, PadTop: vg.Points(6), PadBottom: vg.Points(6),
 		PadLeft: vg.Points(6), PadRight: vg.Points(12), PadY: vg.Points(10)}

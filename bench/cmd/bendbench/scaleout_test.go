@@ -2,7 +2,6 @@ package main
 
 import (
 	"image/color"
-	"image/png"
 	"os"
 	"path/filepath"
 	"testing"
@@ -114,15 +113,7 @@ func TestPlotScaleout(t *testing.T) {
 	if err := plotScaleout(path, runs); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatalf("decoding the plot: %v", err)
-	}
+	img := decodePNG(t, path)
 	b := img.Bounds()
 	if b.Dx() < 800 || b.Dy() < 800 {
 		t.Errorf("plot is %dx%d, want at least 800x800", b.Dx(), b.Dy())
