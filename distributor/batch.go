@@ -116,8 +116,9 @@ func (d *Distributor) maxBatch() int {
 
 // gather appends to msgs, after m, the records of in already fetched, up to
 // the batch limits; it never waits. A packed record ends the batch and is
-// returned as next, to be handled after it. closed reports that in was
-// closed (the claim is ending).
+// returned as next, to be handled after it, as is a record that would take
+// the batch past its byte limit. A closed in ends the batch (the claim is
+// ending; the read loop sees it next).
 func (d *Distributor) gather(msgs []*sarama.ConsumerMessage, m *sarama.ConsumerMessage, in <-chan *sarama.ConsumerMessage) (batch []*sarama.ConsumerMessage, next *sarama.ConsumerMessage) {
 	msgs = append(msgs, m)
 	limit := d.maxBatch()
