@@ -736,3 +736,74 @@ func TestStats(t *testing.T) {
 		}
 	})
 }
+
+// TestPutN: an item put with n takes n of MaxItems until its Release, so
+// the capacity counts what the items stand for; n is capped at MaxItems
+// and must be positive.
+func TestPutN(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		max, n    int64
+		wantInUse int64
+		wantErr   bool
+	}{
+		{"one", 10, 1, 1, false},
+		{"batch", 10, 7, 7, false},
+		{"whole queue", 10, 10, 10, false},
+		{"larger than the queue passes alone", 10, 25, 10, false},
+		{"zero", 10, 0, 0, true},
+		{"negative", 10, -3, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := newQ(t, cfgItems(tc.max))
+			it, err := q.PutN(context.Background(), 1, time.Now(), tc.n, 0)
+			if tc.wantErr {
+				if err == nil {
+					t.Fatalf("PutN(n=%d) = nil error, want one", tc.n)
+				}
+				checkInUse(t, q, 0, 0)
+				return
+			}
+			if err != nil {
+				t.Fatalf("PutN(n=%d): %v", tc.n, err)
+			}
+			checkInUse(t, q, tc.wantInUse, 0)
+			if got := mustTake(t, q); got != it {
+				t.Fatal("Take returned another item")
+			}
+			q.Release(it)
+			checkInUse(t, q, 0, 0)
+		})
+	}
+}
+
+// TestPutNBlocks: a batch waits until enough capacity is released for all
+// of it, not just one item.
+func TestPutNBlocks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := newQ(t, cfgItems(10))
+		start := time.Now()
+		a, err := q.PutN(t.Context(), 1, start, 6, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch := make(chan error, 1)
+		go func() {
+			_, err := q.PutN(t.Context(), 2, start, 5, 0)
+			ch <- err
+		}()
+		synctest.Wait()
+		select {
+		case err := <-ch:
+			t.Fatalf("PutN of 5 returned (%v) with 4 free", err)
+		default:
+		}
+		mustTake(t, q)
+		q.Release(a)
+		synctest.Wait()
+		if err := <-ch; err != nil {
+			t.Fatalf("PutN after Release: %v", err)
+		}
+		checkInUse(t, q, 5, 0)
+	})
+}

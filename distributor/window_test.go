@@ -102,3 +102,41 @@ func FuzzWindow(f *testing.F) {
 		checkWindow(t, seed, 1+int(n%2000), int(failEvery%16))
 	})
 }
+
+// TestWindowRanges: entries of several records move the watermark past
+// their last offset and free their records only when acknowledged whole,
+// in read order.
+func TestWindowRanges(t *testing.T) {
+	type entry struct {
+		first, last int64
+		n           int32
+	}
+	for _, tc := range []struct {
+		name     string
+		read     []entry
+		acks     []int64 // first offsets acked
+		wantNext int64
+		wantIn   int
+	}{
+		{"nothing acked", []entry{{0, 9, 10}, {10, 14, 5}}, nil, -1, 15},
+		{"first acked", []entry{{0, 9, 10}, {10, 14, 5}}, []int64{0}, 10, 5},
+		{"second first holds", []entry{{0, 9, 10}, {10, 14, 5}}, []int64{10}, -1, 15},
+		{"both", []entry{{0, 9, 10}, {10, 14, 5}}, []int64{10, 0}, 15, 0},
+		{"gaps inside a batch", []entry{{3, 20, 4}}, []int64{3}, 21, 0},
+		{"an offset inside a batch is not an entry", []entry{{0, 9, 10}}, []int64{5}, -1, 10},
+		{"packed record: one offset, one slot", []entry{{7, 7, 1}, {8, 8, 1}}, []int64{7}, 8, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWindow()
+			for _, e := range tc.read {
+				w.addRange(e.first, e.last, e.n, 0)
+			}
+			for _, off := range tc.acks {
+				w.ack(off, true)
+			}
+			if w.next != tc.wantNext || w.inFlight() != tc.wantIn {
+				t.Fatalf("next, inFlight = %d, %d; want %d, %d", w.next, w.inFlight(), tc.wantNext, tc.wantIn)
+			}
+		})
+	}
+}
