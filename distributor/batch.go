@@ -91,11 +91,13 @@ func (b *batch) outcome(n int32, err error, drop bool) {
 	if err != nil && !errors.Is(err, errFenced) && !b.cs.isFenced() {
 		d.nacks.Inc(int64(n))
 	}
+	// distributor.inflight counts records, each until its own outcome; the
+	// batch's capacity and budget go back with its last.
+	d.inflight.Dec(int64(n))
 	if b.left.Add(-n) != 0 {
 		return
 	}
 	d.dq.Release(b.item)
-	d.inflight.Dec(int64(len(b.jobs)))
 	d.budget.release(b.weight)
 	if !b.closed.Load() {
 		b.cs.ack(b.first, nil)

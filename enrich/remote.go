@@ -778,6 +778,14 @@ func (w *Worker) poster(ctx context.Context, run *workerRun) {
 		// The results are delivered or their leases expire: either way
 		// they leave the outstanding count now, making room for a lease.
 		w.finished(run, len(batch))
+		// No longer heartbeated: the server ends these leases as it takes
+		// the results (a heartbeat naming them meanwhile would hear them
+		// "lost"), or, if the post fails, lets them expire.
+		w.mu.Lock()
+		for _, r := range batch {
+			delete(w.active, r.Lease)
+		}
+		w.mu.Unlock()
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.leaseTTL())
 		start := time.Now()
 		if err := w.post(pctx, "/v1/work/results", batch, &resultsResponse{}); err != nil {
@@ -786,11 +794,6 @@ func (w *Worker) poster(ctx context.Context, run *workerRun) {
 			w.postRTT.Store(int64(time.Since(start)))
 		}
 		cancel()
-		w.mu.Lock()
-		for _, r := range batch {
-			delete(w.active, r.Lease)
-		}
-		w.mu.Unlock()
 	}
 }
 

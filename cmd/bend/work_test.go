@@ -77,7 +77,12 @@ func TestWorkRemoteWorkersEndToEnd(t *testing.T) {
 	cfg := testConfig(t, brokers, n)
 	cfg.Ingest.Synthetic.Rate = 2000 // so the kill lands mid-run
 	cfg.Enrich.Workers = 0
-	cfg.Enrich.Enrichers = []enrich.Spec{{Name: "stats", Type: "stats", Required: true, Timeout: time.Second, MaxAttempts: 3, Backoff: 50 * time.Millisecond}}
+	// A 500 ms lease makes the killed worker's leases expire quickly; on a
+	// loaded machine a survivor's lease can expire too (a lease answer or
+	// heartbeat delayed past it), a legitimate failed attempt. Ten attempts
+	// keep such retries from exhausting a required enrichment, which would
+	// dead-letter its activity and say nothing about the kill.
+	cfg.Enrich.Enrichers = []enrich.Spec{{Name: "stats", Type: "stats", Required: true, Timeout: time.Second, MaxAttempts: 10, Backoff: 50 * time.Millisecond}}
 	cfg.Enrich.Remote.Addr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cfg.Enrich.Remote.Token = "work-test-token"
 	cfg.Enrich.Remote.Lease = 500 * time.Millisecond
