@@ -468,3 +468,46 @@ func TestLaneSizes(t *testing.T) {
 		t.Errorf("enrich.queue.cap = %d, want 157", got)
 	}
 }
+
+// TestLeaseForDepartedWorkerIsNotLost: a task taken for a lease request
+// whose worker has already gone (its request's context ended) must be
+// leased anyway, so that its lease expires and it is reported and retried;
+// before, it stayed taken and was never reported, and its activity waited
+// forever.
+func TestLeaseForDepartedWorkerIsNotLost(t *testing.T) {
+	ens, err := Config{Enrichers: []Spec{{Name: "stats", Required: true}}}.Build(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := metrics.NewRegistry()
+	q := NewQueue(16, ens, reg)
+	cfg := DefaultRemoteConfig()
+	cfg.Token = testToken
+	cfg.Lease = 200 * time.Millisecond
+	srv, err := NewServer(cfg, q, ens, quietLog(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() { _ = srv.Run(ctx) }()
+	reported := make(chan error, 1)
+	task := &Task{Enricher: 0, Attempt: 1, Activity: &activity.Fields{ID: "a1", Text: "hi"},
+		Report: func(_ *Task, _ json.RawMessage, err error) { reported <- err }}
+	if err := q.Push(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	gone, leave := context.WithCancel(context.Background())
+	leave() // the worker left before its request was served
+	req := httptest.NewRequestWithContext(gone, http.MethodPost, "/v1/work/lease", strings.NewReader(`{"max":4,"wait_ms":100}`))
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	srv.ServeHTTP(httptest.NewRecorder(), req)
+	select {
+	case err := <-reported:
+		if !errors.Is(err, ErrLeaseExpired) {
+			t.Fatalf("task reported %v, want ErrLeaseExpired", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the task taken for the departed worker was never reported: lost")
+	}
+}

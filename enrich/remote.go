@@ -369,15 +369,18 @@ func (s *Server) serveLease(w http.ResponseWriter, r *http.Request) {
 	t, err := s.q.take(wctx, s.stop, true)
 	cancel()
 	switch {
+	case t != nil:
+		// Taken, so it is leased even if the worker has just left: its
+		// lease then expires and the task is retried. (Dropping it here
+		// lost it: it stayed taken and was never reported.)
+		tasks = append(tasks, t)
 	case errors.Is(err, errQuit):
 		http.Error(w, "distributor stopping", http.StatusServiceUnavailable)
 		return
 	case r.Context().Err() != nil:
 		return // the worker left; take hands out no task with an error
-	case t != nil:
-		tasks = append(tasks, t)
 	}
-	for len(tasks) > 0 && len(tasks) < n {
+	for len(tasks) > 0 && len(tasks) < n && r.Context().Err() == nil {
 		t, err := s.q.take(r.Context(), nil, false)
 		if t == nil || err != nil {
 			break
