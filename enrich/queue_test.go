@@ -357,18 +357,7 @@ func TestDeadlines(t *testing.T) {
 // before a task's deadline, and holds the leased tasks as taken until
 // their results arrive.
 func TestRemoteLeaseScheduling(t *testing.T) {
-	ens, err := Config{Enrichers: []Spec{{Name: "stats", Required: true}, {Name: "noop"}}}.Build(nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := metrics.NewRegistry()
-	q := NewQueue(16, ens, reg)
-	cfg := DefaultRemoteConfig()
-	cfg.Token = testToken
-	srv, err := NewServer(cfg, q, ens, quietLog(), reg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	q, srv, reg := newLeaseServer(t, DefaultRemoteConfig().Lease, Spec{Name: "stats", Required: true}, Spec{Name: "noop"})
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
 	var mu sync.Mutex
@@ -475,19 +464,7 @@ func TestLaneSizes(t *testing.T) {
 // before, it stayed taken and was never reported, and its activity waited
 // forever.
 func TestLeaseForDepartedWorkerIsNotLost(t *testing.T) {
-	ens, err := Config{Enrichers: []Spec{{Name: "stats", Required: true}}}.Build(nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := metrics.NewRegistry()
-	q := NewQueue(16, ens, reg)
-	cfg := DefaultRemoteConfig()
-	cfg.Token = testToken
-	cfg.Lease = 200 * time.Millisecond
-	srv, err := NewServer(cfg, q, ens, quietLog(), reg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	q, srv, _ := newLeaseServer(t, 200*time.Millisecond, Spec{Name: "stats", Required: true})
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	go func() { _ = srv.Run(ctx) }()
@@ -510,4 +487,24 @@ func TestLeaseForDepartedWorkerIsNotLost(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the task taken for the departed worker was never reported: lost")
 	}
+}
+
+// newLeaseServer builds a task queue of 16 per lane for specs and a task
+// server over it with the test token and lease ttl.
+func newLeaseServer(t *testing.T, ttl time.Duration, specs ...Spec) (*Queue, *Server, metrics.Registry) {
+	t.Helper()
+	ens, err := Config{Enrichers: specs}.Build(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := metrics.NewRegistry()
+	q := NewQueue(16, ens, reg)
+	cfg := DefaultRemoteConfig()
+	cfg.Token = testToken
+	cfg.Lease = ttl
+	srv, err := NewServer(cfg, q, ens, quietLog(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q, srv, reg
 }
