@@ -3,7 +3,6 @@ package distributor
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -88,7 +87,7 @@ func (b *batch) outcome(n int32, err error, drop bool) {
 			b.cs.ack(b.first, err)
 		}
 	}
-	if err != nil && !errors.Is(err, errFenced) && !b.cs.isFenced() {
+	if err != nil && !b.cs.isFenced() { // a fenced claim's records are counted in distributor.fenced
 		d.nacks.Inc(int64(n))
 	}
 	// distributor.inflight counts records, each until its own outcome; the
@@ -157,9 +156,9 @@ func (d *Distributor) gather(msgs []*sarama.ConsumerMessage, m *sarama.ConsumerM
 // its window slot.
 func (d *Distributor) parkBatch(ctx context.Context, cs *claimState, msgs []*sarama.ConsumerMessage, pk *packInfo) error {
 	n := len(msgs)
-	slots := int64(n)
+	slots := int64(n) // the window slots the batch holds
 	if pk != nil {
-		slots = 0 // taken by handlePack
+		slots = 1 // the packed record's, taken by handlePack
 	} else if err := cs.acquire(ctx, slots); err != nil {
 		return err
 	}
@@ -169,15 +168,8 @@ func (d *Distributor) parkBatch(ctx context.Context, cs *claimState, msgs []*sar
 		bytes += int64(len(m.Value))
 	}
 	w = min(w, d.budget.records)
-	freeSlots := func() {
-		if pk != nil {
-			cs.slots.Release(1)
-		} else {
-			cs.slots.Release(slots)
-		}
-	}
 	if err := d.budget.acquire(ctx, w); err != nil {
-		freeSlots()
+		cs.slots.Release(slots)
 		return err
 	}
 	now := time.Now()
@@ -241,7 +233,7 @@ func (d *Distributor) parkBatch(ctx context.Context, cs *claimState, msgs []*sar
 		b.mu.Unlock()
 		// Not parked, so not tracked: the claim is ending and the records
 		// will be read again from the committed offset.
-		freeSlots()
+		cs.slots.Release(slots)
 		d.budget.release(w)
 		return err
 	}
@@ -250,11 +242,7 @@ func (d *Distributor) parkBatch(ctx context.Context, cs *claimState, msgs []*sar
 	b.item = it
 	d.consumed.Mark(int64(n))
 	d.inflight.Inc(int64(n))
-	if pk != nil {
-		cs.addRange(b.first, b.first, 1, msgs[0].Timestamp) // the packed record's slot
-	} else {
-		cs.addRange(b.first, b.last, int32(n), msgs[0].Timestamp)
-	}
+	cs.addRange(b.first, b.last, int32(slots), msgs[0].Timestamp)
 	b.mu.Unlock()
 	if final < n {
 		if err := d.queueTasks(ctx, b); err != nil {
@@ -379,7 +367,7 @@ func (d *Distributor) emitBatch(ctx context.Context, it *delayqueue.Item[*batch]
 	all := true
 	for i := range b.jobs {
 		j := &b.jobs[i]
-		if j.sent || j.built {
+		if j.sent || j.sealed {
 			continue
 		}
 		rec, ready := j.seal(d, scratch)
@@ -387,7 +375,6 @@ func (d *Distributor) emitBatch(ctx context.Context, it *delayqueue.Item[*batch]
 			all = false
 			continue
 		}
-		j.built = true
 		if !d.cfg.Ordered {
 			j.sent = true
 			b.unsent--

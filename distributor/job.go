@@ -51,9 +51,10 @@ type job struct {
 	prebuilt   bool        // b.recs[index] was built at read time (invalid input, non-activity)
 	acked      atomic.Bool // the sink's acknowledgement arrived
 
-	// Emitter state, under b.mu.
-	built bool // sealed into b.recs[index]
-	sent  bool // handed to the sink, or dropped
+	// sent is emitter state, under b.mu: handed to the sink, or dropped.
+	// (sealed, set only by the emitter holding b.mu, may be read there
+	// without mu.)
+	sent bool
 }
 
 // settle records a successful first attempt of optional enrichment i, run
@@ -107,7 +108,7 @@ func (j *job) report(ctx context.Context, d *Distributor) func(*enrich.Task, jso
 		case err == nil:
 			r.status, r.value = statusOK, res
 		case !unrun && !errors.Is(err, enrich.ErrCut) && t.Attempt < spec.MaxAttempts &&
-			(spec.Required || time.Now().Add(backoff(t, spec)).Before(j.resultDeadline())):
+			(spec.Required || time.Now().Add(backoff(t, spec)).Before(j.b.resultDeadline())):
 			// An optional enrichment is retried only if the retry can
 			// start before its activity's deadline.
 			r.err = err
@@ -139,9 +140,6 @@ func (j *job) report(ctx context.Context, d *Distributor) func(*enrich.Task, jso
 // every answer, arrives before the emitter seals the activity. At most a
 // tenth of the delay.
 const resultGuard = 25 * time.Millisecond
-
-// resultDeadline is the Deadline of the job's optional tasks (the batch's).
-func (j *job) resultDeadline() time.Time { return j.b.resultDeadline() }
 
 // backoff is the wait before the attempt after t: spec.Backoff doubled per
 // attempt made, capped at 10s.
@@ -175,7 +173,7 @@ func (d *Distributor) retry(ctx context.Context, j *job, t *enrich.Task, spec en
 			return
 		}
 		if !spec.Required {
-			next.Deadline = j.resultDeadline()
+			next.Deadline = j.b.resultDeadline()
 			d.work.Offer(&next)
 			return
 		}
@@ -235,8 +233,7 @@ func (j *job) seal(d *Distributor, scratch *[]byte) (*sink.Record, bool) {
 	}
 	enr = append(enr, '}')
 	*scratch = enr
-	j.record(j.msg.Value, j.hdrs, false)
-	rec.Value = activity.WithEnrichments(j.msg.Value, enr)
+	j.record(activity.WithEnrichments(j.msg.Value, enr), j.hdrs, false)
 	return rec, true
 }
 

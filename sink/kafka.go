@@ -89,14 +89,21 @@ type topicOutput struct {
 // one Kafka topic at most): with its key and value as encoders pointing at
 // the record, the send allocates nothing.
 func (t *topicOutput) Send(ctx context.Context, r *Record) error {
-	r.msg = sarama.ProducerMessage{Topic: t.topic, Headers: r.Headers}
+	return t.p.SendTo(ctx, r.message(t.topic), (*outcome)(r))
+}
+
+// message fills and returns the producer message r carries, for topic: its
+// key and value encoders are r itself (nil key or value stay nil: no key,
+// a tombstone).
+func (r *Record) message(topic string) *sarama.ProducerMessage {
+	r.msg = sarama.ProducerMessage{Topic: topic, Headers: r.Headers}
 	if r.Key != nil {
 		r.msg.Key = (*keyEncoder)(r)
 	}
 	if r.Value != nil {
 		r.msg.Value = (*valueEncoder)(r)
 	}
-	return t.p.SendTo(ctx, &r.msg, (*outcome)(r))
+	return &r.msg
 }
 
 // keyEncoder and valueEncoder are a Record seen as the sarama.Encoder of its

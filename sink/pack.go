@@ -82,14 +82,7 @@ func classifySink(m *sarama.ProducerMessage) (shared []sarama.RecordHeader, meta
 }
 
 func (o *packedOutput) Send(_ context.Context, r *Record) error {
-	r.msg = sarama.ProducerMessage{Topic: o.p.Topic(), Headers: r.Headers}
-	if r.Key != nil {
-		r.msg.Key = (*keyEncoder)(r)
-	}
-	if r.Value != nil {
-		r.msg.Value = (*valueEncoder)(r)
-	}
-	return o.p.Add(&r.msg, r.done)
+	return o.p.Add(r.message(o.p.Topic()), r.done)
 }
 
 // Close hands every pack to the shared producer (which the Sink closes
