@@ -3,6 +3,7 @@ package activity
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -73,15 +74,23 @@ func FuzzWithEnrichments(f *testing.F) {
 	})
 }
 
-// BenchmarkParse decodes a typical synthetic event (~300 bytes).
+// BenchmarkParse decodes typical synthetic events (~300 bytes): one in
+// ASCII, one in Japanese (multi-byte UTF-8, as much of real firehoses is).
 func BenchmarkParse(b *testing.B) {
-	raw := []byte(`{"id":"act-123456","seq":123456,"verb":"post","author":{"id":"author-4242","handle":"user4242","followers":1234},"text":"Just shipped a new release of the stream pipeline, lag drained in seconds https://example.com/a/b","links":["https://example.com/a/b"],"created_at":"2026-11-30T06:24:05.123456789Z"}`)
-	b.SetBytes(int64(len(raw)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := Parse(raw); err != nil {
-			b.Fatal(err)
-		}
+	for _, bc := range []struct{ name, raw string }{
+		{"ascii", `{"id":"act-123456","seq":123456,"verb":"post","author":{"id":"author-4242","handle":"user4242","followers":1234},"text":"Just shipped a new release of the stream pipeline, lag drained in seconds https://example.com/a/b","links":["https://example.com/a/b"],"created_at":"2026-11-30T06:24:05.123456789Z"}`},
+		{"utf8", `{"id":"act-2","seq":2,"verb":"reply","author":{"id":"u52674","handle":"joao_52674","followers":577},"text":"@felix_22759 本当にも東京を嬉しいは夜にこれが人、試合試合が電車週末… #映画 #今日の一枚","links":["https://t.example/YyaEy0E"],"created_at":"2026-12-02T06:48:39.969204537Z"}`},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			raw := []byte(bc.raw)
+			b.SetBytes(int64(len(raw)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Parse(raw); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
@@ -95,6 +104,14 @@ func FuzzParseMatchesStdlib(f *testing.F) {
 		`{"id":"a","x":1.}`, `{"id":"a","x":"\q"}`, `{"id":"a","x":"\u12"}`, `{"id":"a","x":[1 2]}`, `{"id":"a"} x`,
 		`{"id":"a","x":"` + "\xff" + `"}`, `{"id":"a\u00e9\ud83d\ude00","text":"\"\\\/\b\f\n\r\t"}`, `{"id":"a","id":"b"}`,
 		`{"id":1}`, `{"id":"a","links":null,"author":null}`, `{"id":"a","x":1e5,"y":-0.5E-3,"z":[true,false,null]}`,
+		// Hostile and unusual inputs: nesting past encoding/json's depth
+		// limit, invalid UTF-8 and lone surrogates in a decoded string,
+		// keys matched case-insensitively, a repeated object merged.
+		`{"id":"a","x":` + strings.Repeat("[", 10001) + strings.Repeat("]", 10001) + `}`,
+		`{"id":"a","x":` + strings.Repeat(`{"a":`, 10001) + "1" + strings.Repeat("}", 10001) + `}`,
+		`{"id":"a","text":"x` + "\xff\xfe" + `y","links":["` + "\xc3" + `"]}`, `{"id":"a","text":"\ud800 \udc00x"}`,
+		`{"ID":"a","Text":"t","AUTHOR":{"Id":"x"}}`, `{"id":"a","author":{"id":"x"},"author":{"handle":"y"}}`,
+		`{"id":"a","links":["x"],"links":["y",null]}`, `{"id":"a","x":1e400}`, "{\"id\":\"a\"}\x00",
 	} {
 		f.Add([]byte(s))
 	}

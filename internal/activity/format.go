@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/segmentio/encoding/json"
+	json "github.com/goccy/go-json"
 	// gjson reads the few fields bend needs straight out of the event's
 	// bytes, by path (arrays included), without decoding the rest; a
 	// number's digits are kept as written (Result.Raw), so a 64-bit id is
