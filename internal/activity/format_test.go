@@ -331,7 +331,7 @@ func FuzzMap(f *testing.F) {
 }
 
 // BenchmarkMap compares the hot-path read of a bend event by Parse
-// (segmentio decoding, the bend preset) with the same fields read by gjson
+// (goccy/go-json decoding, the bend preset) with the same fields read by gjson
 // paths (the bend paths as an explicit mapping), and the presets of real
 // formats on their fixtures.
 func BenchmarkMap(b *testing.B) {
@@ -346,7 +346,7 @@ func BenchmarkMap(b *testing.B) {
 		f    *Format
 		raw  []byte
 	}{
-		{"bend/segmentio", bend, raw},
+		{"bend/decode", bend, raw},
 		{"bend/gjson", viaPaths, raw},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
