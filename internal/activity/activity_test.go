@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 func TestParse(t *testing.T) {
@@ -72,6 +73,39 @@ func FuzzWithEnrichments(f *testing.F) {
 			t.Fatalf("WithEnrichments(%q) = %q: not valid JSON", raw, out)
 		}
 	})
+}
+
+// TestParseSharesRaw checks what Parse's doc promises: a string without an
+// escape is raw's own bytes (no copy), one with an escape is a copy, and a
+// later Parse (the decoder reuses its buffers) leaves an earlier result as
+// it was.
+func TestParseSharesRaw(t *testing.T) {
+	raw := []byte(`{"id":"act-1","text":"plain text","author":{"id":"u1"},"links":["https://a.example/x"]}`)
+	esc := []byte(`{"id":"act-2","text":"line\none","author":{"id":"u2"}}`)
+	within := func(s string, b []byte) bool {
+		p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+		base := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+		return p >= base && p+uintptr(len(s)) <= base+uintptr(len(b))
+	}
+	f, err := Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]string{"id": f.ID, "text": f.Text, "author.id": f.Author.ID, "links[0]": f.Links[0]} {
+		if !within(s, raw) {
+			t.Errorf("%s %q is a copy, want raw's bytes", name, s)
+		}
+	}
+	g, err := Parse(esc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Text != "line\none" || within(g.Text, esc) {
+		t.Errorf("escaped text = %q (within raw: %v), want a decoded copy", g.Text, within(g.Text, esc))
+	}
+	if f.ID != "act-1" || f.Text != "plain text" || f.Author.ID != "u1" || f.Links[0] != "https://a.example/x" {
+		t.Errorf("first result changed by a later Parse: %+v", f)
+	}
 }
 
 // BenchmarkParse decodes typical synthetic events (~300 bytes): one in
